@@ -1,0 +1,1 @@
+"""Core types, input validation and the method registry (imports nothing else from gradinfo)."""
