@@ -1,20 +1,33 @@
 """The method registry: one entry per method from the 51 papers gradinfo implements.
 
 An entry names the method, its family, its paper (number, title, year from ``core.papers``), the
-mechanism in one line, where its callable and its claim check live, and an honest status:
+mechanism in one line, where its callable, its claim check and its conformance example live, and an
+honest status:
 
-- ``planned``: registered so the scope is visible; no code yet.
+- ``planned``: registered with :func:`plan` so the scope is visible; no code yet.
 - ``implemented``: the callable exists and is unit-tested against a reference.
 - ``verified``: implemented, and its claim check passes (the test suite runs it and fails otherwise).
 
-Callables and claim checks are stored as ``"module:attribute"`` strings and imported on demand, so
-listing the registry never imports heavy optional dependencies.
+Callables, claim checks and conformance examples are stored as ``"module:attribute"`` strings and
+imported on demand, so listing the registry never imports heavy optional dependencies.
+
+Registering a method (in the method's own module, inside the family package ``gradinfo.<family>``,
+whose ``__init__`` imports it; then delete the method's ``plan(...)`` row in ``gradinfo.methods``)::
+
+    @register("diffgrad", family="optim", paper=25, summary="Adam scaled by sigmoid(|g_t - g_{t-1}|)",
+              claim="gradinfo.claims.diffgrad:check", example="gradinfo.optim.diffgrad:CONFORMANCE",
+              status="verified")
+    def diffgrad(params, lr=1e-3, ...): ...
+
+``CONFORMANCE`` is a :class:`Conformance`: one seeded call (run twice with the same seed, the results
+must be equal) and calls with bad input (each must raise ``ValueError`` or ``TypeError``).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -39,8 +52,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
+class Conformance:
+    """How the conformance test (``tests/test_methods.py``) exercises an implemented method.
+
+    Attributes:
+        call: ``call(seed)`` runs the method on a tiny seeded input and returns its result; two calls
+            with the same seed must return equal results (tensors compared exactly).
+        bad_calls: calls with invalid arguments; each must raise ``ValueError`` or ``TypeError``
+            before any long work.
+    """
+
+    call: Callable[[int], Any]
+    bad_calls: tuple[Callable[[], Any], ...]
+
+
+@dataclass(frozen=True)
 class Method:
-    """One registered method. ``target`` and ``claim`` are ``"module:attribute"`` strings or None."""
+    """One registered method. ``target``, ``claim`` and ``example`` are ``"module:attribute"`` or None."""
 
     name: str
     family: str
@@ -49,6 +77,7 @@ class Method:
     status: Status
     target: str | None = None
     claim: str | None = None
+    example: str | None = None
 
     @property
     def title(self) -> str:
@@ -74,6 +103,17 @@ class Method:
             raise LookupError(f"method {self.name!r} has no claim check yet (status: {self.status})")
         return _resolve(self.claim)
 
+    def load_example(self) -> Conformance:
+        """Import and return the method's :class:`Conformance` example."""
+        if self.example is None:
+            raise LookupError(f"method {self.name!r} has no conformance example (status: {self.status})")
+        example = _resolve(self.example)
+        if not isinstance(example, Conformance):
+            raise TypeError(
+                f"{self.example} must be a gradinfo.core.registry.Conformance, got {type(example).__name__}"
+            )
+        return example
+
     def as_row(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -91,7 +131,7 @@ class Method:
 _REGISTRY: dict[str, Method] = {}
 
 
-def _resolve(path: str) -> Callable[..., Any]:
+def _resolve(path: str) -> Any:
     module, _, attr = path.partition(":")
     obj: Any = importlib.import_module(module)
     for part in attr.split("."):
@@ -115,8 +155,12 @@ def _add(method: Method) -> None:
         problems.append(f"status {method.status!r} needs a callable")
     if not method.summary.strip():
         problems.append("summary is empty")
+    if "\n" in method.summary:
+        problems.append("summary must be one line")
     if method.name in _REGISTRY and _REGISTRY[method.name] != method:
-        problems.append(f"name {method.name!r} is already registered")
+        old = _REGISTRY[method.name]
+        hint = " (delete its plan(...) row in gradinfo/methods.py)" if old.status == "planned" else ""
+        problems.append(f"name {method.name!r} is already registered{hint}")
     if problems:
         raise ValueError(f"cannot register method {method.name!r}: " + "; ".join(problems))
     _REGISTRY[method.name] = method
@@ -129,6 +173,7 @@ def register(
     paper: int,
     summary: str,
     claim: str | None = None,
+    example: str | None = None,
     status: Status = "implemented",
 ) -> Callable[[F], F]:
     """Decorator registering the decorated function as the implementation of a paper's method.
@@ -138,12 +183,18 @@ def register(
         family: one of ``FAMILIES``.
         paper: the paper's number in ``shared/papers`` (1..51).
         summary: the mechanism in one line.
-        claim: ``"module:function"`` of the claim check, or None.
+        claim: ``"module:function"`` of the claim check (``gradinfo.claims.<name>:check``), or None.
+        example: ``"module:attribute"`` of the method's :class:`Conformance`, or None (the
+            conformance test then fails for this method).
         status: ``implemented`` or ``verified`` (``verified`` needs ``claim``).
+
+    Raises:
+        ValueError: an invalid field, or ``name`` already registered differently.
     """
 
     def decorate(fn: F) -> F:
-        _add(Method(name, family, paper, summary, status, f"{fn.__module__}:{fn.__qualname__}", claim))
+        target = f"{fn.__module__}:{fn.__qualname__}"
+        _add(Method(name, family, paper, summary, status, target, claim, example))
         return fn
 
     return decorate
@@ -165,3 +216,24 @@ def get(name: str) -> Method:
         return _REGISTRY[name]
     except KeyError:
         raise KeyError(f"no method named {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+@contextmanager
+def isolated_registry(*, empty: bool = False) -> Iterator[None]:
+    """Within the block, registrations go to a scratch copy of the registry; the original comes back after.
+
+    For tests that register fake methods. Populate the registry first (``gradinfo.methods.all_methods()``):
+    modules first imported inside the block register into the scratch copy only, and Python will not
+    import them again.
+
+    Args:
+        empty: start the block with no methods registered instead of a copy of the current ones.
+    """
+    saved = dict(_REGISTRY)
+    if empty:
+        _REGISTRY.clear()
+    try:
+        yield
+    finally:
+        _REGISTRY.clear()
+        _REGISTRY.update(saved)
