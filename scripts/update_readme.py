@@ -1,0 +1,29 @@
+"""Rewrite the method table in README.md (between <!-- methods:start --> and <!-- methods:end -->).
+
+Run after registering or moving a method: ``python scripts/update_readme.py``. ``tests/test_readme.py``
+fails while the README's table differs from the registry.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from gradinfo.methods import all_methods, with_method_table
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def main() -> int:
+    text = README.read_text(encoding="utf-8")
+    new = with_method_table(text, all_methods())
+    if new == text:
+        print(f"{README.name} is up to date")
+        return 0
+    README.write_text(new, encoding="utf-8")
+    print(f"rewrote the method table in {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
