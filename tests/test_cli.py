@@ -1,0 +1,126 @@
+"""The gradinfo command line, through typer's CliRunner and once as ``python -m gradinfo``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from gradinfo import __version__
+from gradinfo.claims import ClaimResult
+from gradinfo.cli import app
+from gradinfo.core.registry import isolated_registry, register
+from gradinfo.methods import all_methods, markdown_table
+
+runner = CliRunner()
+
+
+def fake_method(x: float) -> float:
+    """A stand-in method."""
+    return x
+
+
+def check_pass(seed: int = 0) -> ClaimResult:
+    return ClaimResult("fake_pass", "gap >= 3 dB", True, {"gap_db": 4.25}, seed=seed)
+
+
+def check_fail(seed: int = 0) -> ClaimResult:
+    return ClaimResult("fake_fail", "gap >= 3 dB", False, {"gap_db": 0.5}, seed=seed)
+
+
+@pytest.fixture
+def fakes() -> Iterator[None]:
+    all_methods()
+    with isolated_registry():
+        for name in ("pass", "fail"):
+            register(
+                f"fake_{name}", family="optim", paper=25, summary="fake", claim=f"{__name__}:check_{name}"
+            )(fake_method)
+        yield
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"gradinfo {__version__}\n"
+
+
+def test_methods_table_lists_every_method() -> None:
+    result = runner.invoke(app, ["methods"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for m in all_methods():
+        assert m.name in result.stdout
+
+
+def test_methods_json_rows() -> None:
+    result = runner.invoke(app, ["methods", "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == [m.as_row() for m in all_methods()]
+
+
+def test_methods_markdown_is_the_readme_table() -> None:
+    result = runner.invoke(app, ["methods", "--markdown"])
+    assert result.exit_code == 0 and result.stdout == markdown_table(all_methods()) + "\n"
+
+
+def test_methods_filters() -> None:
+    result = runner.invoke(app, ["methods", "--json", "--family", "optim", "--status", "planned"])
+    rows = json.loads(result.stdout)
+    expected = [m.name for m in all_methods() if m.family == "optim" and m.status == "planned"]
+    assert [r["name"] for r in rows] == expected and "diffgrad" in expected
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["methods", "--family", "optimizers"], "--family 'optimizers' is not one of"),
+        (["methods", "--status", "done"], "--status 'done' is not one of"),
+        (["methods", "--json", "--markdown"], "exclude each other"),
+        (["reproduce", "dgl"], "no method named 'dgl'; did you mean dlg"),
+        (["reproduce", "zzzzzz"], "gradinfo methods"),
+        (["reproduce", "diffgrad"], "'diffgrad' is planned and has no claim check"),
+        (["reproduce", "diffgrad", "--seed", "-1"], "--seed must be >= 0"),
+    ],
+)
+def test_user_errors_print_one_line_and_exit_2(args: list[str], fragment: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert fragment in _one_error_line(result.stderr)
+    assert result.stdout == ""
+
+
+def test_reproduce_passing_claim_exits_0_with_figures(fakes: None) -> None:
+    result = runner.invoke(app, ["reproduce", "fake_pass", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    for fragment in ("PASS", "gap >= 3 dB", "gap_db", "4.25", "seed 3"):
+        assert fragment in result.stdout
+
+
+def test_reproduce_failing_claim_exits_1(fakes: None) -> None:
+    result = runner.invoke(app, ["reproduce", "fake_fail"])
+    assert result.exit_code == 1
+    assert "FAIL" in result.stdout and "0.5" in result.stdout
+
+
+@pytest.mark.parametrize("args", [[], ["methods"], ["reproduce"]])
+def test_help_on_every_command(args: list[str]) -> None:
+    result = runner.invoke(app, [*args, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_python_dash_m() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gradinfo", "reproduce", "dgl"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert "did you mean dlg" in _one_error_line(done.stderr)
