@@ -30,8 +30,11 @@ def _check_fraction(fraction: object) -> float:
 
 
 def topk_count(num_coords: int, fraction: float) -> int:
-    """The number of coordinates kept out of ``num_coords``: ``ceil(fraction * num_coords)``."""
-    return min(num_coords, math.ceil(fraction * num_coords))
+    """The number of coordinates kept out of ``num_coords``: ``ceil(fraction * num_coords)``.
+
+    The product is rounded to 9 decimals first, so float error does not add one (``0.3 * 10`` keeps 3).
+    """
+    return min(num_coords, math.ceil(round(fraction * num_coords, 9)))
 
 
 def topk_sparsify(fraction: float, error_feedback: bool = False) -> GradTransform:
