@@ -80,6 +80,11 @@ def test_methods_filters() -> None:
     assert [r["name"] for r in rows] == expected and "diffgrad" in expected
 
 
+def test_methods_with_no_match_says_so() -> None:
+    result = runner.invoke(app, ["methods", "--status", "verified", "--family", "capture"])
+    assert result.exit_code == 0 and result.stdout == "no methods match these filters\n"
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

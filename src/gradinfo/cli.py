@@ -88,6 +88,8 @@ def methods(
         typer.echo(json.dumps([m.as_row() for m in rows], indent=2, ensure_ascii=False))
     elif markdown:
         typer.echo(markdown_table(rows))
+    elif not rows:
+        typer.echo("no methods match these filters")
     else:
         Console().print(_table(rows))
 
