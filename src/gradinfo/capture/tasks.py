@@ -9,6 +9,10 @@ whose row t is ``e_t^T J``, i.e. a vector-Jacobian product with the one-hot cota
 products are computed in one batched backward pass (``torch.autograd.grad(..., is_grads_batched=True)``,
 which vmaps the backward over the rows of the identity), falling back to T ordinary backward passes
 where an operation in the graph has no batching rule.
+
+References:
+    Yu, Kumar, Gupta, Levine, Hausman, Finn. Gradient Surgery for Multi-Task Learning (PCGrad, 2020),
+    arXiv:2001.06782 (a consumer of per-task gradients).
 """
 
 from __future__ import annotations
