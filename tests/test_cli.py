@@ -81,7 +81,9 @@ def test_methods_filters() -> None:
 
 
 def test_methods_with_no_match_says_so() -> None:
-    result = runner.invoke(app, ["methods", "--status", "verified", "--family", "capture"])
+    all_methods()
+    with isolated_registry(empty=True):
+        result = runner.invoke(app, ["methods", "--status", "verified"])
     assert result.exit_code == 0 and result.stdout == "no methods match these filters\n"
 
 
