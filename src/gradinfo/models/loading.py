@@ -5,7 +5,8 @@ A ``spec`` is read in this order:
 1. a builtin name: ``cnn``, ``mlp``, ``resnet``, ``tiny-llama``, ``tiny-gpt2``, ``minilm``;
 2. an existing local directory holding ``config.json`` (a ``save_pretrained`` folder): loaded with the
    class named in ``config.architectures`` (so heads such as ``*ForCausalLM`` are kept), else
-   ``AutoModel``, always with ``local_files_only=True``;
+   ``AutoModel``, always with ``local_files_only=True`` and, unless given, ``attn_implementation="eager"``
+   (plain attention that ``torch.func`` traces, so per-example gradients work);
 3. ``"module:factory"``: ``importlib.import_module(module)``, then ``factory`` (a dotted attribute path
    is allowed, ``"pkg.mod:Class.build"``) is called with the keyword arguments;
 4. anything else with a ``/`` is a Hugging Face hub id, looked up only in the local cache
@@ -113,4 +114,5 @@ def _from_pretrained(source: str, spec: str, kwargs: dict[str, Any]) -> nn.Modul
     architectures = getattr(config, "architectures", None) or []
     model_class = next((getattr(transformers, a) for a in architectures if hasattr(transformers, a)), None)
     model_class = model_class or transformers.AutoModel
-    return model_class.from_pretrained(source, local_files_only=True, **kwargs)
+    options = {"attn_implementation": "eager", **kwargs}
+    return model_class.from_pretrained(source, local_files_only=True, **options)
