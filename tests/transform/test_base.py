@@ -75,7 +75,8 @@ def test_scale_multiplies() -> None:
 
 
 @pytest.mark.parametrize(
-    ("factor", "error"), [("2", TypeError), (True, TypeError), (float("nan"), ValueError), (float("inf"), ValueError)]
+    ("factor", "error"),
+    [("2", TypeError), (True, TypeError), (float("nan"), ValueError), (float("inf"), ValueError)],
 )
 def test_scale_rejects_bad_factor(factor: object, error: type) -> None:
     with pytest.raises(error, match="factor"):

@@ -25,7 +25,9 @@ def flat_norm(grads) -> float:
 
 
 @settings(max_examples=30, deadline=None)
-@given(shape_list=shapes, seed=st.integers(0, 10_000), scale=st.floats(1e-3, 1e3), max_norm=st.floats(0.01, 10))
+@given(
+    shape_list=shapes, seed=st.integers(0, 10_000), scale=st.floats(1e-3, 1e3), max_norm=st.floats(0.01, 10)
+)
 def test_global_clip_bounds_norm_and_keeps_direction(shape_list, seed, scale, max_norm) -> None:
     g = random_grads(shape_list, seed, scale=scale)
     out, _ = clip_by_global_norm(max_norm).update(g, (), None)

@@ -64,7 +64,12 @@ def test_matrix_entries_by_kind() -> None:
 def test_expected_gram_is_identity(kind: str) -> None:
     dim, coords, rounds = 3, 6, 3000
     gram = sum(
-        (R.T @ R for R in (sketch_matrix(coords, dim, 2, kind, round=r, dtype=torch.float64) for r in range(rounds))),
+        (
+            R.T @ R
+            for R in (
+                sketch_matrix(coords, dim, 2, kind, round=r, dtype=torch.float64) for r in range(rounds)
+            )
+        ),
         torch.zeros(coords, coords, dtype=torch.float64),
     )
     # each entry of R^T R has variance <= 2 / dim (Gaussian diagonal: 2/dim; others: <= 1/dim)
@@ -73,8 +78,15 @@ def test_expected_gram_is_identity(kind: str) -> None:
 
 
 @settings(max_examples=6, deadline=None)
-@given(kind=st.sampled_from(KINDS), dim=st.integers(1, 8), seed=st.integers(0, 2**31), data_seed=st.integers(0, 99))
-def test_desketch_of_sketch_is_unbiased_over_fresh_rounds(kind: str, dim: int, seed: int, data_seed: int) -> None:
+@given(
+    kind=st.sampled_from(KINDS),
+    dim=st.integers(1, 8),
+    seed=st.integers(0, 2**31),
+    data_seed=st.integers(0, 99),
+)
+def test_desketch_of_sketch_is_unbiased_over_fresh_rounds(
+    kind: str, dim: int, seed: int, data_seed: int
+) -> None:
     g = random_grads(data_seed)
     t = chain(sketch(dim, seed, kind, fresh=True), desketch(dim, seed, kind, fresh=True))
     rounds = 1500

@@ -15,7 +15,9 @@ shapes = st.lists(st.lists(st.integers(1, 5), max_size=3).map(tuple), min_size=1
 
 def random_grads(shape_list, seed: int) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
-    return {f"p{i}": torch.randn(shape, generator=gen, dtype=torch.float64) for i, shape in enumerate(shape_list)}
+    return {
+        f"p{i}": torch.randn(shape, generator=gen, dtype=torch.float64) for i, shape in enumerate(shape_list)
+    }
 
 
 def flat(g) -> torch.Tensor:
@@ -73,7 +75,9 @@ def test_error_feedback_first_step_is_plain_topk_and_residual_is_the_rest() -> N
     assert torch.equal(sent2["a"], torch.tensor([0.0, -1.0, 0.5]))
 
 
-@pytest.mark.parametrize(("coords", "fraction", "k"), [(10, 0.3, 3), (10, 0.1, 1), (10, 0.25, 3), (7, 1e-9, 1)])
+@pytest.mark.parametrize(
+    ("coords", "fraction", "k"), [(10, 0.3, 3), (10, 0.1, 1), (10, 0.25, 3), (7, 1e-9, 1)]
+)
 def test_topk_count_is_ceil_without_float_error(coords: int, fraction: float, k: int) -> None:
     assert topk_count(coords, fraction) == k
 

@@ -100,7 +100,9 @@ def per_example_norms_of(grads: Grads) -> Tensor:
     dtype = _accumulation_dtype(tensors[0])
     for g in tensors[1:]:
         dtype = torch.promote_types(dtype, _accumulation_dtype(g))
-    squares = [g.reshape(g.shape[0], -1).to(device=device, dtype=dtype).square().sum(1) for g in tensors]  # [B] each
+    squares = [
+        g.reshape(g.shape[0], -1).to(device=device, dtype=dtype).square().sum(1) for g in tensors
+    ]  # [B] each
     return torch.stack(squares).sum(0).sqrt()  # [B]
 
 

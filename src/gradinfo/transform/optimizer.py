@@ -64,6 +64,11 @@ class TransformOptimizer(torch.optim.Optimizer):
         self.transform = transform
         super().__init__(params, {"lr": positive("lr", lr, allow_zero=True)})
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Include the transform, so ``copy.deepcopy(optimizer)`` keeps it (``torch.save`` the
+        ``state_dict()`` instead of the optimizer: a transform's functions are closures)."""
+        return {**super().__getstate__(), "transform": self.transform}
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group; its ``"params"`` may be parameters or ``(name, parameter)`` pairs."""
         if not isinstance(param_group, dict):
