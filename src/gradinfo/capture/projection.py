@@ -77,9 +77,12 @@ def project_per_example(
 ) -> Tensor:
     """Sketch every example's gradient with one seeded random projection: ``R g_b``, ``[B, dim]``.
 
-    Caveats: ``g_b`` is the gradient of ``loss_fn(model(inputs[b:b+1]), targets[b:b+1])`` as
-    ``per_example_grads`` defines it (its rules for dropout, BatchNorm and tied weights apply). Parameters
-    are visited in ``named_parameters()`` order (trainable only), each flattened row-major.
+    Caveats: when the dense ``R`` (``dim x P`` entries) exceeds 256 MiB, the dense kinds regenerate it for
+    every chunk, ``ceil(B / chunk_size) x dim x P`` random draws in all: pass a large ``chunk_size`` or use
+    ``"countsketch"`` (``O(P)`` per chunk) for big models. ``g_b`` is the gradient of
+    ``loss_fn(model(inputs[b:b+1]), targets[b:b+1])`` as ``per_example_grads`` defines it (its rules
+    for dropout, BatchNorm and tied weights apply). Parameters are visited in ``named_parameters()``
+    order (trainable only), each flattened row-major.
 
     Args:
         model: the network.
@@ -175,10 +178,10 @@ def _generate(
     cols = block.stop - block.start
     if kind == "countsketch":
         buckets = torch.randint(0, dim, (cols,), generator=gen)  # [cols]
-        signs = torch.randint(0, 2, (cols,), generator=gen).to(dtype) * 2 - 1  # [cols]
+        signs = torch.randint(0, 2, (cols,), generator=gen, dtype=torch.uint8).to(dtype) * 2 - 1  # [cols]
         return buckets.to(device), signs.to(device)
     if kind == "gaussian":
         entries = torch.randn(dim, cols, generator=gen).to(dtype)  # [dim, cols]
     else:
-        entries = torch.randint(0, 2, (dim, cols), generator=gen).to(dtype) * 2 - 1  # [dim, cols]
+        entries = torch.randint(0, 2, (dim, cols), generator=gen, dtype=torch.uint8).to(dtype) * 2 - 1
     return (entries * dim**-0.5).to(device)
