@@ -76,24 +76,22 @@ def clip_by_global_norm(max_norm: float) -> GradTransform:
     return GradTransform(init, update)
 
 
-def per_example_norms_of(grads: Grads) -> Tensor:
+def _per_example_norms(grads: Grads) -> Tensor:
     """L2 norm of every example's gradient over all tensors: ``grads[name]`` is ``[B, ...]``; returns ``[B]``.
 
     Raises:
         ValueError: a tensor has no batch axis, or the tensors disagree on ``B``.
     """
-    sizes = {name: (tuple(g.shape[:1]) if g.dim() else ()) for name, g in grads.items()}
-    bad = {name: s for name, s in sizes.items() if s == ()}
-    if bad:
+    zero_dim = sorted(name for name, g in grads.items() if g.dim() == 0)
+    if zero_dim:
         raise ValueError(
             f"clip_per_example expects per-example gradients with a leading batch axis [B, ...]; "
-            f"{sorted(bad)} are 0-dim; capture them with gradinfo.per_example_grads"
+            f"{zero_dim} are 0-dim; capture them with gradinfo.per_example_grads"
         )
-    batch = {s[0] for s in sizes.values()}
-    if len(batch) > 1:
+    batch = {name: g.shape[0] for name, g in grads.items()}
+    if len(set(batch.values())) > 1:
         raise ValueError(
-            f"clip_per_example expects one batch size B across tensors, got leading sizes "
-            f"{ {name: s[0] for name, s in sizes.items()} }"
+            f"clip_per_example expects one batch size B across tensors, got leading sizes {batch}"
         )
     tensors = list(grads.values())
     device = tensors[0].device
@@ -133,7 +131,7 @@ def clip_per_example(max_norm: float) -> GradTransform:
     def update(grads: Grads, state: State, params: Grads | None = None) -> tuple[Grads, State]:
         if not grads:
             return {}, state
-        factor = _clip_factor(per_example_norms_of(grads), max_norm)  # [B]
+        factor = _clip_factor(_per_example_norms(grads), max_norm)  # [B]
         out = {}
         for name, g in grads.items():
             f = factor.to(device=g.device, dtype=g.dtype).view(-1, *([1] * (g.dim() - 1)))  # [B, 1, ...]
