@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
 from gradinfo.datasets import load
@@ -87,3 +89,15 @@ def test_photo_identity_is_learnable_on_held_out_regions() -> None:
 
     clf = LogisticRegression(max_iter=2000).fit(features(train), train.y.numpy())
     assert float(np.mean(clf.predict(features(test)) == test.y.numpy())) > 0.3  # chance is 0.1
+
+
+@settings(max_examples=4, deadline=None)
+@given(train_width=st.floats(0.4, 0.7), seed=st.integers(0, 100), size=st.sampled_from([32, 64]))
+def test_train_and_test_columns_never_meet(train_width: float, seed: int, size: int) -> None:
+    train = load("photos", split="train", seed=seed, size=size, n_per_photo=10, train_width=train_width)
+    test = load("photos", split="test", seed=seed, size=size, n_per_photo=10, train_width=train_width)
+    for label, name in enumerate(PHOTOS):
+        c = train.info["boundary"][name]
+        assert c == round(train_width * train.info["photo_shapes"][name][1])
+        assert (train.info["positions"][train.y == label, 1] + size <= c).all()
+        assert (test.info["positions"][test.y == label, 1] >= c).all()

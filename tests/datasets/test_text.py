@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gradinfo.datasets import load
 from gradinfo.datasets.text import stdlib_files
@@ -58,3 +60,14 @@ def test_bad_options() -> None:
         load("text", block_size=100, max_bytes=50)
     with pytest.raises(ValueError, match="test_fraction"):
         load("text", test_fraction=0.0)
+
+
+@settings(max_examples=10, deadline=None)
+@given(block_size=st.integers(1, 64), max_bytes=st.integers(70, 2000), seed=st.integers(0, 5))
+def test_windows_tile_the_stream_with_shifted_targets(block_size: int, max_bytes: int, seed: int) -> None:
+    flat = load("text", split="test", seed=seed, max_bytes=max_bytes)
+    ds = load("text", split="test", seed=seed, max_bytes=max_bytes, block_size=block_size)
+    n = (max_bytes - 1) // block_size
+    assert ds.x.shape == (n, block_size)
+    torch.testing.assert_close(ds.x.flatten(), flat.x[: n * block_size], rtol=0, atol=0)
+    torch.testing.assert_close(ds.y.flatten(), flat.y[: n * block_size], rtol=0, atol=0)

@@ -6,6 +6,7 @@ Pixel values 0..16 are scaled to [0, 1]. The train/test split is stratified by c
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
@@ -42,7 +43,7 @@ def load(*, split: str = "train", seed: int = 0, size: int = 8, test_fraction: f
     images = torch.as_tensor(bunch.images, dtype=torch.float32) / 16.0  # [1797, 8, 8]
     labels = torch.as_tensor(bunch.target, dtype=torch.int64)  # [1797]
     train_idx, test_idx = train_test_split(
-        torch.arange(len(labels)).numpy(), test_size=test_fraction, stratify=labels.numpy(), random_state=seed
+        np.arange(len(labels)), test_size=test_fraction, stratify=labels.numpy(), random_state=seed
     )
     idx = torch.as_tensor(train_idx if split == "train" else test_idx)  # [N]
     x = images[idx].unsqueeze(1)  # [N, 1, 8, 8]
