@@ -1,5 +1,19 @@
 """Gradient leakage: the threat model, attacks, defenses, privacy accounting and reconstruction metrics."""
 
 from gradinfo.privacy.accounting import epsilon, noise_for_epsilon
+from gradinfo.privacy.metrics import TokenScores, label_accuracy, psnr, ssim, token_precision_recall
+from gradinfo.privacy.threat import DPSGD, Reconstruction, SharedUpdate, share
 
-__all__ = ["epsilon", "noise_for_epsilon"]
+__all__ = [
+    "DPSGD",
+    "Reconstruction",
+    "SharedUpdate",
+    "TokenScores",
+    "epsilon",
+    "label_accuracy",
+    "noise_for_epsilon",
+    "psnr",
+    "share",
+    "ssim",
+    "token_precision_recall",
+]
