@@ -1,7 +1,7 @@
 """The threat model: what a federated client shares, and what an attack returns.
 
 Following the survey of gradient inversion (Guo et al., "Exploring the Vulnerabilities of Federated
-Learning: A Deep Dive into Gradient Inversion Attacks", 2024; paper 4), an honest-but-curious server sees
+Learning: A Deep Dive into Gradient Inversion Attacks", 2025; paper 4), an honest-but-curious server sees
 one client's update and the global model at round start, nothing else. ``share`` produces exactly that
 update:
 
