@@ -128,7 +128,9 @@ def time_round_robin(fns: dict[str, Callable[[], object]], rounds: int) -> dict[
 
 def peak_bytes(fn: Callable[[], object]) -> int:
     """Peak live bytes of torch CPU allocations during ``fn()`` (torch.profiler memory events)."""
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True
+    ) as prof:
         fn()
     events = sorted(
         (e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
@@ -149,7 +151,11 @@ def main() -> None:
     torch.manual_seed(0)
     cases = {
         "(a) CNN B=256": (cnn(), torch.randn(256, 1, 28, 28), torch.randint(0, 10, (256,))),
-        "(b) Transformer B=32 T=64": (Encoder(), torch.randint(0, 1000, (32, 64)), torch.randint(0, 10, (32,))),
+        "(b) Transformer B=32 T=64": (
+            Encoder(),
+            torch.randint(0, 1000, (32, 64)),
+            torch.randint(0, 10, (32,)),
+        ),
     }
     table = Table(title=f"gradinfo.capture, torch {torch.__version__}, {torch.get_num_threads()} threads")
     for col in ("case", "measurement", "median", "ratio", "target"):
@@ -158,35 +164,64 @@ def main() -> None:
         model.train()
         fixed = ModuleValidator.fix(model) if isinstance(model, Encoder) else copy.deepcopy(model)
         ours = {
-            "gradinfo per_example_grads": lambda m=model, x=x, y=y: per_example_grads(m, F.cross_entropy, x, y),
+            "gradinfo per_example_grads": lambda m=model, x=x, y=y: per_example_grads(
+                m, F.cross_entropy, x, y
+            ),
             "opacus GradSampleModule": lambda f=opacus_grads(fixed), x=x, y=y: f(x, y),
             "torch.func vmap(grad)": lambda f=func_grads(model), x=x, y=y: f(x, y),
             "plain step (fwd+bwd)": lambda f=plain_step(model), x=x, y=y: f(x, y),
-            "gradinfo clipped_grad_sum": lambda m=model, x=x, y=y: clipped_grad_sum(m, F.cross_entropy, x, y, 1.0),
+            "gradinfo clipped_grad_sum": lambda m=model, x=x, y=y: clipped_grad_sum(
+                m, F.cross_entropy, x, y, 1.0
+            ),
         }
         t = time_round_robin(ours, args.rounds)
-        loop = time_round_robin({"loop": lambda f=loop_grads(model), x=x, y=y: f(x, y)}, args.loop_rounds)["loop"]
+        loop = time_round_robin({"loop": lambda f=loop_grads(model), x=x, y=y: f(x, y)}, args.loop_rounds)[
+            "loop"
+        ]
         g = t["gradinfo per_example_grads"]
         rows = [
             ("per-example: gradinfo", g, 1.0, ""),
-            ("per-example: opacus", t["opacus GradSampleModule"], t["opacus GradSampleModule"] / g,
-             ">= 1.5x" if case.startswith("(a)") else ">= 1.2x"),
-            ("per-example: torch.func", t["torch.func vmap(grad)"], t["torch.func vmap(grad)"] / g, ">= 1.0x"),
+            (
+                "per-example: opacus",
+                t["opacus GradSampleModule"],
+                t["opacus GradSampleModule"] / g,
+                ">= 1.5x" if case.startswith("(a)") else ">= 1.2x",
+            ),
+            (
+                "per-example: torch.func",
+                t["torch.func vmap(grad)"],
+                t["torch.func vmap(grad)"] / g,
+                ">= 1.0x",
+            ),
             ("per-example: naive loop", loop, loop / g, ""),
             ("plain step", t["plain step (fwd+bwd)"], 1.0, ""),
-            ("DP step: clipped_grad_sum", t["gradinfo clipped_grad_sum"],
-             t["gradinfo clipped_grad_sum"] / t["plain step (fwd+bwd)"], "<= 1.6x"),
+            (
+                "DP step: clipped_grad_sum",
+                t["gradinfo clipped_grad_sum"],
+                t["gradinfo clipped_grad_sum"] / t["plain step (fwd+bwd)"],
+                "<= 1.6x",
+            ),
         ]
         for name, sec, ratio, target in rows:
             table.add_row(case, name, f"{sec * 1e3:.1f} ms", f"{ratio:.2f}x", target)
-        step, norms = plain_step(model), (lambda m=model, x=x, y=y: per_example_norms(m, F.cross_entropy, x, y))
+        step, norms = (
+            plain_step(model),
+            (lambda m=model, x=x, y=y: per_example_norms(m, F.cross_entropy, x, y)),
+        )
         peak_step = min(peak_bytes(lambda: step(x, y)) for _ in range(2))
         peak_norms = min(peak_bytes(norms) for _ in range(2))
         table.add_row(case, "peak memory: plain step", f"{peak_step / 2**20:.1f} MiB", "1.00x", "")
-        table.add_row(case, "peak memory: per_example_norms", f"{peak_norms / 2**20:.1f} MiB",
-                      f"{peak_norms / peak_step:.2f}x", "<= 1.3x")
+        table.add_row(
+            case,
+            "peak memory: per_example_norms",
+            f"{peak_norms / 2**20:.1f} MiB",
+            f"{peak_norms / peak_step:.2f}x",
+            "<= 1.3x",
+        )
         table.add_section()
-    table.caption = "ratio: time of the row / gradinfo per_example_grads (per-example rows), / plain step (others)"
+    table.caption = (
+        "ratio: time of the row / gradinfo per_example_grads (per-example rows), / plain step (others)"
+    )
     Console().print(table)
 
 
