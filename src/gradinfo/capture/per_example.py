@@ -32,7 +32,8 @@ Caveats:
 Memory: ``chunk_size`` splits the batch; automatic chunking (``chunk_size=None``) uses
 ``chunk = max(1, budget // (3 * P * itemsize))`` with ``P`` the number of trainable scalars (a slot for the
 result plus the rule's temporaries per example) and ``budget = min(2 GiB, available RAM / 4)``; the whole
-batch runs at once when ``chunk >= B``.
+batch runs at once when ``chunk >= B``. The result buffers are allocated once and the layer rules write
+straight into them (no per-chunk copies).
 """
 
 from __future__ import annotations
@@ -147,7 +148,11 @@ def make_plan(model: nn.Module) -> Plan:
     claimed: set[int] = set()
     for m in model.modules():
         if isinstance(m, nn.MultiheadAttention):
-            ok = attention.supports(m) and type(m).forward is nn.MultiheadAttention.forward
+            ok = (
+                attention.supports(m)
+                and type(m).forward is nn.MultiheadAttention.forward
+                and "forward" not in vars(m)
+            )
             for p in [*m._parameters.values(), *m.out_proj._parameters.values()]:
                 if p is not None and id(p) in keys:
                     owners.setdefault(id(p), []).append(ok)
@@ -260,25 +265,28 @@ def hook_pass(
         slots = {"weight": (module.weight, None), "bias": (getattr(module, "bias", None), None)}
         return tap(output, args[0], rule_by_module[id(module)], module, slots)
 
-    def attention_hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-        try:
-            return attention.forward(module, args, kwargs, lambda y, a, s: tap(y, a, LINEAR, None, s))
-        except LookupError as err:
-            raise FastPathUnavailable(str(err)) from err
+    def attention_forward(module: nn.Module) -> Callable[..., Any]:
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attention.forward(module, args, kwargs, lambda y, a, s: tap(y, a, LINEAR, None, s))
+            except LookupError as err:
+                raise FastPathUnavailable(str(err)) from err
+
+        return forward
 
     rule_by_module = {id(m): r for m, r in plan.hooked if r is not None}
-    handles = [
-        m.register_forward_hook(layer_hook)
-        if r is not None
-        else m.register_forward_hook(attention_hook, with_kwargs=True)
-        for m, r in plan.hooked
-    ]
+    handles = [m.register_forward_hook(layer_hook) for m, r in plan.hooked if r is not None]
+    attentions = [m for m, r in plan.hooked if r is None]
+    for m in attentions:  # the layer's fused forward is replaced, for this call only, by the tapped one
+        m.forward = attention_forward(m)
     try:
         with torch.enable_grad():
             out = model(inputs)
     finally:
         for h in handles:
             h.remove()
+        for m in attentions:
+            del m.forward
     if not isinstance(out, Tensor) or out.dim() == 0 or out.shape[0] != batch:
         raise FastPathUnavailable("the model output is not a tensor with the batch on axis 0")
     with torch.enable_grad():
@@ -301,20 +309,33 @@ def accumulate(acc: Grads, key: str, rows: slice | None, value: Tensor, shape: t
         acc[key] = value if key not in acc else acc[key] + value
 
 
-def _fast_grads(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, plan: Plan) -> Grads:
-    """Per-example gradients of one chunk by the hook fast path."""
-    batch = inputs.shape[0]
-    acc: Grads = {}
+def _fast_grads(
+    model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, plan: Plan, out: Grads
+) -> None:
+    """Per-example gradients of one chunk by the hook fast path, written into ``out`` (``[b, ...]`` each)."""
+    written: set[str] = set()
 
     def sink(call: Call, g: Tensor) -> None:
-        grads = call.rule.grad_sample(call.module, call.activation, g, frozenset(call.targets))
+        fresh = {r: out[k] for r, (k, rows) in call.targets.items() if rows is None and k not in written}
+        grads = call.rule.grad_sample(call.module, call.activation, g, frozenset(call.targets), fresh)
         for role, value in grads.items():
             key, rows = call.targets[role]
-            accumulate(acc, key, rows, value, (batch, *plan.params[key].shape))
+            buf = out[key]
+            if key not in written:
+                written.add(key)
+                if rows is not None:
+                    buf.zero_()
+                elif value is not buf:
+                    buf.copy_(value)
+                    continue
+                else:
+                    continue
+            (buf if rows is None else buf[:, rows]).add_(value)
         call.activation = None
 
     hook_pass(model, loss_fn, inputs, targets, plan, sink)
-    return {k: acc[k] if k in acc else p.new_zeros(batch, *p.shape) for k, p in plan.params.items()}
+    for key in out.keys() - written:
+        out[key].zero_()
 
 
 def functorch_grads(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, plan: Plan) -> Grads:
@@ -342,14 +363,16 @@ def auto_chunk(plan: Plan) -> int:
     return max(1, budget // max(1, per_example))
 
 
-def chunk_grads(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, plan: Plan) -> Grads:
-    """Per-example gradients of one chunk: fast path when the plan allows it, else ``torch.func``."""
+def chunk_grads(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, plan: Plan, out: Grads) -> None:
+    """Per-example gradients of one chunk into ``out``: fast path when the plan allows it, else ``torch.func``."""
     if not plan.uncovered:
         try:
-            return _fast_grads(model, loss_fn, inputs, targets, plan)
+            _fast_grads(model, loss_fn, inputs, targets, plan, out)
+            return
         except FastPathUnavailable:
             plan.uncovered.append("<dynamic>")
-    return functorch_grads(model, loss_fn, inputs, targets, plan)
+    for k, v in functorch_grads(model, loss_fn, inputs, targets, plan).items():
+        out[k].copy_(v)
 
 
 def per_example_grads(
@@ -383,11 +406,8 @@ def per_example_grads(
         positive_int("chunk_size", chunk_size)
     plan = make_plan(model)
     step = chunk_size if chunk_size is not None else auto_chunk(plan)
-    if step >= batch:
-        return chunk_grads(model, loss_fn, inputs, targets, plan)
     out = {k: p.new_empty(batch, *p.shape) for k, p in plan.params.items()}
     for start in range(0, batch, step):
         sl = slice(start, min(start + step, batch))
-        for k, v in chunk_grads(model, loss_fn, inputs[sl], targets[sl], plan).items():
-            out[k][sl] = v
+        chunk_grads(model, loss_fn, inputs[sl], targets[sl], plan, {k: v[sl] for k, v in out.items()})
     return out

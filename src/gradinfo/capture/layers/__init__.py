@@ -5,7 +5,8 @@ saved input ``a`` (``[B, ...]``) and the gradient ``g`` of the summed per-exampl
 the layer's output (``[B, ...]``); row ``i`` of ``g`` is the gradient of example ``i``'s own loss, because
 examples do not interact in a supported layer:
 
-- ``grad_sample(module, a, g, roles) -> {role: [B, *param.shape]}``: per-example gradients.
+- ``grad_sample(module, a, g, roles, out=None) -> {role: [B, *param.shape]}``: per-example gradients,
+  written into the buffers in ``out`` where the rule can (large results then avoid a copy).
 - ``sq_norm(module, a, g, roles, keep) -> ([B], grads | None)``: squared L2 norms of the per-example
   gradients over ``roles``, by a ghost (Gram) form or by materialising, whichever costs fewer FLOPs; when
   it materialised and ``keep`` is set it also returns the gradients so a caller can reuse them.
@@ -32,7 +33,7 @@ class LayerRule(NamedTuple):
     """The three per-layer functions plus a check of the module's configuration."""
 
     supports: Callable[[Any], bool]
-    grad_sample: Callable[[Any, Tensor, Tensor, frozenset[str]], dict[str, Tensor]]
+    grad_sample: Callable[..., dict[str, Tensor]]
     sq_norm: Callable[[Any, Tensor, Tensor, frozenset[str], bool], tuple[Tensor, dict[str, Tensor] | None]]
     weighted_sum: Callable[[Any, Tensor, Tensor, Tensor, frozenset[str]], dict[str, Tensor]]
 

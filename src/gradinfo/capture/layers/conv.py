@@ -2,7 +2,8 @@
 
 With the input unfolded (im2col) to ``A_i`` ``[G, C/G * k, L]`` and the output gradient ``g_i``
 ``[G, O/G, L]``, a convolution is a linear map per group and location, so the per-example weight gradient
-is ``dW_i[g] = g_i[g] A_i[g]^T`` (Goodfellow 2015, arXiv:1510.01799; as in Opacus) and the ghost norm is
+is ``dW_i[g] = g_i[g] A_i[g]^T`` (Goodfellow 2015, arXiv:1510.01799); it is computed as one weight-gradient
+convolution with the batch folded into the groups (no im2col copy), and the ghost norm is
 the linear one with ``T = L`` (Bu et al. 2022, "Differentially Private Optimization on Large Model at Small
 Cost", arXiv:2210.00038): ``||dW_i||^2 = sum_g sum_{l,m} (A_il . A_im)(g_il . g_im)``, chosen when
 ``2 L^2 < (C/G k)(O/G)``. The book-keeping sum ``sum_i c_i dW_i`` is one ordinary weight-gradient
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradinfo.capture.layers.linear import gram_sq_norm, matmul_sq_norm, use_gram
+from gradinfo.capture.layers.linear import batch_slices, gram_sq_norm, use_gram
 
 
 def supports(module: Any) -> bool:
@@ -52,23 +53,43 @@ def unfold(module: nn.Conv1d | nn.Conv2d, x: Tensor) -> Tensor:
     return F.unfold(x, module.kernel_size, dilation=module.dilation, padding=padding, stride=module.stride)
 
 
-def _grouped(module: nn.Conv1d | nn.Conv2d, a: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
-    """Unfolded input ``[B*G, C/G*k, L]`` and gradient ``[B*G, O/G, L]``."""
-    cols = unfold(module, a)  # [B, C*k, L]
-    b, groups = a.shape[0], module.groups
-    cols = cols.reshape(b * groups, -1, cols.shape[-1])  # [B*G, C/G*k, L]
-    g3 = g.reshape(b * groups, -1, cols.shape[-1])  # [B*G, O/G, L]
-    return cols, g3
+def _weight_grad(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor, groups: int, padding: tuple) -> Tensor:
+    """``aten.convolution_backward`` weight gradient of a (possibly batch-folded) convolution."""
+    shape = (g.shape[1], x.shape[1] // groups, *module.kernel_size)
+    return torch.ops.aten.convolution_backward(
+        g,
+        x,
+        g.new_empty(1).expand(shape),
+        None,
+        list(module.stride),
+        list(padding),
+        list(module.dilation),
+        False,
+        [0] * len(padding),
+        groups,
+        [False, True, False],
+    )[1]
 
 
-def grad_sample(module: Any, a: Tensor, g: Tensor, roles: frozenset[str]) -> dict[str, Tensor]:
+def per_example_weight(module: nn.Conv1d | nn.Conv2d, a: Tensor, g: Tensor) -> Tensor:
+    """Per-example weight gradients ``[b, O, C/G, *k]``: the batch folded into channels, ``b * G`` groups.
+
+    One weight-gradient convolution of ``[1, b*C, *S]`` with ``[1, b*O, *S']`` (each example its own set of
+    groups) is exactly ``dW_i`` for every ``i``, and runs on the fast convolution kernels (no im2col copy).
+    """
+    b = a.shape[0]
+    x, padding = _padded(module, a)
+    w = _weight_grad(module, x.reshape(1, -1, *x.shape[2:]), g.reshape(1, -1, *g.shape[2:]), b * module.groups, padding)
+    return w.view(b, *module.weight.shape)
+
+
+def grad_sample(
+    module: Any, a: Tensor, g: Tensor, roles: frozenset[str], out: dict[str, Tensor] | None = None
+) -> dict[str, Tensor]:
     """Per-example ``weight`` ``[B, O, C/G, *k]`` and ``bias`` ``[B, O]`` gradients."""
     out: dict[str, Tensor] = {}
-    b = a.shape[0]
     if "weight" in roles:
-        cols, g3 = _grouped(module, a, g)  # [B*G, C/G*k, L], [B*G, O/G, L]
-        w = torch.bmm(g3, cols.transpose(1, 2))  # [B*G, O/G, C/G*k]
-        out["weight"] = w.view(b, *module.weight.shape)
+        out["weight"] = per_example_weight(module, a, g)
     if "bias" in roles:
         out["bias"] = g.flatten(2).sum(2)  # [B, O]
     return out
@@ -77,19 +98,31 @@ def grad_sample(module: Any, a: Tensor, g: Tensor, roles: frozenset[str]) -> dic
 def sq_norm(
     module: Any, a: Tensor, g: Tensor, roles: frozenset[str], keep: bool
 ) -> tuple[Tensor, dict[str, Tensor] | None]:
-    """Squared per-example gradient norms ``[B]``: Gram over locations or materialised, per FLOPs."""
-    b = a.shape[0]
+    """Squared per-example gradient norms ``[B]``: Gram over locations or materialised, per FLOPs.
+
+    Works over batch slices (unless ``keep``) so im2col buffers and materialised gradients stay small.
+    """
+    b, groups = a.shape[0], module.groups
     total = a.new_zeros(b)  # [B]
     kept: dict[str, Tensor] | None = None
     if "weight" in roles:
-        cols, g3 = _grouped(module, a, g)  # [B*G, I, L], [B*G, O/G, L]
-        length, i, o = cols.shape[2], cols.shape[1], g3.shape[1]
-        if use_gram(length, i, o):
-            sq = gram_sq_norm(cols.transpose(1, 2), g3.transpose(1, 2))  # [B*G]
+        length = g[0, 0].numel()
+        i, o = module.weight[0].numel(), module.out_channels // groups
+        gram = use_gram(length, i, o)
+        if keep and not gram:
+            w = per_example_weight(module, a, g)  # [B, O, C/G, *k]
+            total += w.flatten(1).pow(2).sum(1)
+            kept = {"weight": w}
         else:
-            sq, w = matmul_sq_norm(cols.transpose(1, 2), g3.transpose(1, 2), keep)  # [B*G]
-            kept = None if w is None else {"weight": w.view(b, *module.weight.shape)}
-        total += sq.view(b, -1).sum(1)
+            per_example = 2 * length * length * groups if gram else module.weight.numel() + i * groups * length
+            for sl in batch_slices(b, per_example, a.numel()):
+                if gram:
+                    cols = unfold(module, a[sl])  # [b, C*k, L]
+                    cols = cols.view(-1, i, length).transpose(1, 2)  # [b*G, L, C/G*k]
+                    gs = g[sl].reshape(-1, o, length).transpose(1, 2)  # [b*G, L, O/G]
+                    total[sl] += gram_sq_norm(cols, gs).view(-1, groups).sum(1)
+                else:
+                    total[sl] += per_example_weight(module, a[sl], g[sl]).flatten(1).pow(2).sum(1)
     if "bias" in roles:
         total += g.flatten(2).sum(2).pow(2).sum(1)
     return total, kept
@@ -101,20 +134,7 @@ def weighted_sum(module: Any, a: Tensor, g: Tensor, coef: Tensor, roles: frozens
     out: dict[str, Tensor] = {}
     if "weight" in roles:
         x, padding = _padded(module, a)
-        _, dw, _ = torch.ops.aten.convolution_backward(
-            gc,
-            x,
-            module.weight,
-            None,
-            list(module.stride),
-            list(padding),
-            list(module.dilation),
-            False,
-            [0] * len(padding),
-            module.groups,
-            [False, True, False],
-        )
-        out["weight"] = dw
+        out["weight"] = _weight_grad(module, x, gc, module.groups, padding)
     if "bias" in roles:
         out["bias"] = gc.flatten(2).sum((0, 2))  # [O]
     return out

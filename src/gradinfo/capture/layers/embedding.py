@@ -32,20 +32,22 @@ def _flat(module: nn.Embedding, a: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
     return ids, g3
 
 
-def _scatter(module: nn.Embedding, ids: Tensor, g3: Tensor) -> Tensor:
-    """Per-example gradients ``[b, V, D]`` by one ``index_add_``."""
+def _scatter(module: nn.Embedding, ids: Tensor, g3: Tensor, out: Tensor | None = None) -> Tensor:
+    """Per-example gradients ``[b, V, D]`` by one ``index_add_`` (into ``out`` if given)."""
     b, _, d = g3.shape
     v = module.num_embeddings
     rows = (ids + v * torch.arange(b, device=ids.device).unsqueeze(1)).flatten()  # [b*T]
-    out = g3.new_zeros(b * v, d)
+    out = g3.new_zeros(b * v, d) if out is None else out.view(b * v, d).zero_()
     out.index_add_(0, rows, g3.reshape(-1, d))
     return out.view(b, v, d)
 
 
-def grad_sample(module: Any, a: Tensor, g: Tensor, roles: frozenset[str]) -> dict[str, Tensor]:
+def grad_sample(
+    module: Any, a: Tensor, g: Tensor, roles: frozenset[str], out: dict[str, Tensor] | None = None
+) -> dict[str, Tensor]:
     """Per-example ``weight`` gradients ``[B, V, D]``."""
     ids, g3 = _flat(module, a, g)
-    return {"weight": _scatter(module, ids, g3)} if "weight" in roles else {}
+    return {"weight": _scatter(module, ids, g3, (out or {}).get("weight"))} if "weight" in roles else {}
 
 
 def sq_norm(

@@ -39,21 +39,22 @@ def batch_slices(batch: int, per_example: int, floor: int) -> list[slice]:
     return [slice(s, min(s + step, batch)) for s in range(0, batch, step)]
 
 
-def grad_sample(module: Any, a: Tensor, g: Tensor, roles: frozenset[str]) -> dict[str, Tensor]:
-    """Per-example ``weight`` ``[B, O, I]`` and ``bias`` ``[B, O]`` gradients."""
-    out: dict[str, Tensor] = {}
-    if a.dim() == 2:  # [B, I], [B, O]
-        if "weight" in roles:
-            out["weight"] = g[:, :, None] * a[:, None, :]  # [B, O, I]
-        if "bias" in roles:
-            out["bias"] = g  # [B, O]
-        return out
+def grad_sample(
+    module: Any, a: Tensor, g: Tensor, roles: frozenset[str], out: dict[str, Tensor] | None = None
+) -> dict[str, Tensor]:
+    """Per-example ``weight`` ``[B, O, I]`` and ``bias`` ``[B, O]`` gradients (written into ``out`` if given)."""
+    buf = out or {}
+    grads: dict[str, Tensor] = {}
     a3, g3 = _flat(a, g)  # [B, T, I], [B, T, O]
     if "weight" in roles:
-        out["weight"] = torch.bmm(g3.transpose(1, 2), a3)  # [B, O, I]
+        w = buf.get("weight")
+        if a3.shape[1] == 1:  # outer product, written once into its destination
+            grads["weight"] = torch.mul(g3[:, 0, :, None], a3[:, 0, None, :], out=w) if w is not None else g3[:, 0, :, None] * a3[:, 0, None, :]
+        else:
+            grads["weight"] = torch.bmm(g3.transpose(1, 2), a3, out=w) if w is not None else torch.bmm(g3.transpose(1, 2), a3)
     if "bias" in roles:
-        out["bias"] = g3.sum(1)  # [B, O]
-    return out
+        grads["bias"] = g3[:, 0] if g3.shape[1] == 1 else g3.sum(1)  # [B, O]
+    return grads
 
 
 def gram_sq_norm(a3: Tensor, g3: Tensor) -> Tensor:

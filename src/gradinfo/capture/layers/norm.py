@@ -24,7 +24,9 @@ def supports_group_norm(module: Any) -> bool:
     return bool(module.affine)
 
 
-def grad_sample(module: Any, a: Tensor, g: Tensor, roles: frozenset[str]) -> dict[str, Tensor]:
+def grad_sample(
+    module: Any, a: Tensor, g: Tensor, roles: frozenset[str], out: dict[str, Tensor] | None = None
+) -> dict[str, Tensor]:
     """Per-example ``weight`` and ``bias`` gradients ``[B, *param.shape]``."""
     if isinstance(module, nn.LayerNorm):
         nd = len(module.normalized_shape)
