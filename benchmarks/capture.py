@@ -20,6 +20,7 @@ import copy
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -163,21 +164,16 @@ def main() -> None:
     for case, (model, x, y) in cases.items():
         model.train()
         fixed = ModuleValidator.fix(model) if isinstance(model, Encoder) else copy.deepcopy(model)
-        ours = {
-            "gradinfo per_example_grads": lambda m=model, x=x, y=y: per_example_grads(
-                m, F.cross_entropy, x, y
-            ),
-            "opacus GradSampleModule": lambda f=opacus_grads(fixed), x=x, y=y: f(x, y),
-            "torch.func vmap(grad)": lambda f=func_grads(model), x=x, y=y: f(x, y),
-            "plain step (fwd+bwd)": lambda f=plain_step(model), x=x, y=y: f(x, y),
-            "gradinfo clipped_grad_sum": lambda m=model, x=x, y=y: clipped_grad_sum(
-                m, F.cross_entropy, x, y, 1.0
-            ),
+        opacus_fn, func_fn, step_fn = opacus_grads(fixed), func_grads(model), plain_step(model)
+        fns = {
+            "gradinfo per_example_grads": partial(per_example_grads, model, F.cross_entropy, x, y),
+            "opacus GradSampleModule": partial(opacus_fn, x, y),
+            "torch.func vmap(grad)": partial(func_fn, x, y),
+            "plain step (fwd+bwd)": partial(step_fn, x, y),
+            "gradinfo clipped_grad_sum": partial(clipped_grad_sum, model, F.cross_entropy, x, y, 1.0),
         }
-        t = time_round_robin(ours, args.rounds)
-        loop = time_round_robin({"loop": lambda f=loop_grads(model), x=x, y=y: f(x, y)}, args.loop_rounds)[
-            "loop"
-        ]
+        t = time_round_robin(fns, args.rounds)
+        loop = time_round_robin({"loop": partial(loop_grads(model), x, y)}, args.loop_rounds)["loop"]
         g = t["gradinfo per_example_grads"]
         rows = [
             ("per-example: gradinfo", g, 1.0, ""),
@@ -204,12 +200,10 @@ def main() -> None:
         ]
         for name, sec, ratio, target in rows:
             table.add_row(case, name, f"{sec * 1e3:.1f} ms", f"{ratio:.2f}x", target)
-        step, norms = (
-            plain_step(model),
-            (lambda m=model, x=x, y=y: per_example_norms(m, F.cross_entropy, x, y)),
+        peak_step = min(peak_bytes(partial(step_fn, x, y)) for _ in range(2))
+        peak_norms = min(
+            peak_bytes(partial(per_example_norms, model, F.cross_entropy, x, y)) for _ in range(2)
         )
-        peak_step = min(peak_bytes(lambda: step(x, y)) for _ in range(2))
-        peak_norms = min(peak_bytes(norms) for _ in range(2))
         table.add_row(case, "peak memory: plain step", f"{peak_step / 2**20:.1f} MiB", "1.00x", "")
         table.add_row(
             case,

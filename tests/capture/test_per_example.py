@@ -87,7 +87,7 @@ def test_group_norm_conv():
 
 
 def test_transformer_encoder_not_batch_first():
-    """Sequence-first layers put T on axis 0 of their Linears: the fast path declines, the fallback is exact."""
+    """Sequence-first layers put T on axis 0 of their Linears: fast path declines, fallback exact."""
 
     class SequenceFirst(nn.Module):
         def __init__(self) -> None:

@@ -363,8 +363,10 @@ def auto_chunk(plan: Plan) -> int:
     return max(1, budget // max(1, per_example))
 
 
-def chunk_grads(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, plan: Plan, out: Grads) -> None:
-    """Per-example gradients of one chunk into ``out``: fast path when the plan allows it, else ``torch.func``."""
+def chunk_grads(
+    model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, plan: Plan, out: Grads
+) -> None:
+    """Per-example gradients of one chunk into ``out`` (fast path if the plan allows, else ``torch.func``)."""
     if not plan.uncovered:
         try:
             _fast_grads(model, loss_fn, inputs, targets, plan, out)

@@ -79,7 +79,9 @@ def per_example_weight(module: nn.Conv1d | nn.Conv2d, a: Tensor, g: Tensor) -> T
     """
     b = a.shape[0]
     x, padding = _padded(module, a)
-    w = _weight_grad(module, x.reshape(1, -1, *x.shape[2:]), g.reshape(1, -1, *g.shape[2:]), b * module.groups, padding)
+    w = _weight_grad(
+        module, x.reshape(1, -1, *x.shape[2:]), g.reshape(1, -1, *g.shape[2:]), b * module.groups, padding
+    )
     return w.view(b, *module.weight.shape)
 
 
@@ -114,7 +116,9 @@ def sq_norm(
             total += w.flatten(1).pow(2).sum(1)
             kept = {"weight": w}
         else:
-            per_example = 2 * length * length * groups if gram else module.weight.numel() + i * groups * length
+            per_example = (
+                2 * length * length * groups if gram else module.weight.numel() + i * groups * length
+            )
             for sl in batch_slices(b, per_example, a.numel()):
                 if gram:
                     cols = unfold(module, a[sl])  # [b, C*k, L]

@@ -42,16 +42,24 @@ def batch_slices(batch: int, per_example: int, floor: int) -> list[slice]:
 def grad_sample(
     module: Any, a: Tensor, g: Tensor, roles: frozenset[str], out: dict[str, Tensor] | None = None
 ) -> dict[str, Tensor]:
-    """Per-example ``weight`` ``[B, O, I]`` and ``bias`` ``[B, O]`` gradients (written into ``out`` if given)."""
+    """Per-example ``weight`` ``[B, O, I]`` and ``bias`` ``[B, O]`` gradients (into ``out`` if given)."""
     buf = out or {}
     grads: dict[str, Tensor] = {}
     a3, g3 = _flat(a, g)  # [B, T, I], [B, T, O]
     if "weight" in roles:
         w = buf.get("weight")
         if a3.shape[1] == 1:  # outer product, written once into its destination
-            grads["weight"] = torch.mul(g3[:, 0, :, None], a3[:, 0, None, :], out=w) if w is not None else g3[:, 0, :, None] * a3[:, 0, None, :]
+            grads["weight"] = (
+                torch.mul(g3[:, 0, :, None], a3[:, 0, None, :], out=w)
+                if w is not None
+                else g3[:, 0, :, None] * a3[:, 0, None, :]
+            )
         else:
-            grads["weight"] = torch.bmm(g3.transpose(1, 2), a3, out=w) if w is not None else torch.bmm(g3.transpose(1, 2), a3)
+            grads["weight"] = (
+                torch.bmm(g3.transpose(1, 2), a3, out=w)
+                if w is not None
+                else torch.bmm(g3.transpose(1, 2), a3)
+            )
     if "bias" in roles:
         grads["bias"] = g3[:, 0] if g3.shape[1] == 1 else g3.sum(1)  # [B, O]
     return grads
