@@ -115,12 +115,13 @@ def plain_step(model: nn.Module) -> Callable[[Tensor, Tensor], object]:
 
 
 def time_round_robin(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Median seconds per call; each round calls every function once, in order."""
+    """Median seconds per call; each round calls every function once, starting one later each round."""
     for fn in fns.values():  # warm-up
         fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
+    order = list(fns.items())
+    for r in range(rounds):
+        for k, fn in order[r % len(order) :] + order[: r % len(order)]:
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
