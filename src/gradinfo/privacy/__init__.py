@@ -1,5 +1,6 @@
 """Gradient leakage: the threat model, attacks, defenses, privacy accounting and reconstruction metrics."""
 
+from gradinfo.privacy import attacks, defenses
 from gradinfo.privacy.accounting import epsilon, noise_for_epsilon
 from gradinfo.privacy.metrics import TokenScores, label_accuracy, psnr, ssim, token_precision_recall
 from gradinfo.privacy.threat import DPSGD, Reconstruction, SharedUpdate, share
@@ -9,6 +10,8 @@ __all__ = [
     "Reconstruction",
     "SharedUpdate",
     "TokenScores",
+    "attacks",
+    "defenses",
     "epsilon",
     "label_accuracy",
     "noise_for_epsilon",

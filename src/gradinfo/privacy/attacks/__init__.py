@@ -1,0 +1,5 @@
+"""Gradient inversion attacks: each sees a ``SharedUpdate`` and the round-start model, nothing else.
+
+Every attack is one module with ``attack_name(model, update, *, iterations, seed, ...) -> Reconstruction``;
+importing this package registers them all.
+"""

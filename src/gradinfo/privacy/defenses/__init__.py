@@ -1,0 +1,1 @@
+"""Defenses against gradient leakage that are not plain gradient transforms (model-level defenses)."""
