@@ -38,7 +38,9 @@ def test_float_inputs_match_loop() -> None:
     ).double()
     x = torch.randn(5, 2, 5, 5, dtype=torch.float64)
     y = torch.randint(0, 4, (5,))
-    got = input_grads(model, _ce, x, y)
+    result = input_grads(model, _ce, x, y)
+    torch.testing.assert_close(result.values, x, rtol=0, atol=0)
+    got = result.grads
     assert got.shape == x.shape
     for i in range(5):
         xi = x[i : i + 1].clone().requires_grad_(True)
@@ -54,17 +56,18 @@ def test_batch_reduce_is_gradient_of_batch_loss() -> None:
     y = torch.randint(0, 3, (7,))
     leaf = x.clone().requires_grad_(True)
     (want,) = torch.autograd.grad(_ce(model(leaf), y), leaf)
-    torch.testing.assert_close(input_grads(model, _ce, x, y, reduce="batch"), want, rtol=1e-10, atol=1e-13)
+    batch = input_grads(model, _ce, x, y, reduce="batch").grads
+    torch.testing.assert_close(batch, want, rtol=1e-10, atol=1e-13)
     # mean reduction: the batch gradient is the per-example gradient over B
-    torch.testing.assert_close(input_grads(model, _ce, x, y) / 7, want, rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(input_grads(model, _ce, x, y).grads / 7, want, rtol=1e-10, atol=1e-13)
 
 
-def test_tokens_match_loop_and_return_embeddings() -> None:
+def test_tokens_match_loop_and_return_embedding_values() -> None:
     torch.manual_seed(0)
     model = TokenModel().double().eval()
     tokens = torch.randint(0, 11, (4, 6))
     targets = torch.randint(0, 11, (4, 6))
-    got = input_grads(model, _ce, tokens, targets, embedding="embed", return_embeddings=True)
+    got = input_grads(model, _ce, tokens, targets, embedding="embed")
     assert isinstance(got, InputGrads)
     assert got.grads.shape == (4, 6, 8)
     torch.testing.assert_close(got.values, model.embed(tokens).detach(), rtol=0, atol=0)
@@ -73,13 +76,13 @@ def test_tokens_match_loop_and_return_embeddings() -> None:
         (want,) = torch.autograd.grad(_ce(model.body(e), targets[i : i + 1]), e)
         torch.testing.assert_close(got.grads[i : i + 1], want, rtol=1e-10, atol=1e-13)
     by_module = input_grads(model, _ce, tokens, targets, embedding=model.embed)
-    torch.testing.assert_close(by_module, got.grads, rtol=0, atol=0)
+    torch.testing.assert_close(by_module.grads, got.grads, rtol=0, atol=0)
 
 
 def test_unreached_input_gives_zeros() -> None:
     model = nn.Linear(3, 2).double()
     x = torch.randn(2, 3, dtype=torch.float64)
-    got = input_grads(model, lambda o, t: model.weight.sum() + 0 * t.sum(), x, torch.zeros(2))
+    got = input_grads(model, lambda o, t: model.weight.sum() + 0 * t.sum(), x, torch.zeros(2)).grads
     assert torch.count_nonzero(got) == 0 and got.shape == x.shape
 
 

@@ -19,12 +19,13 @@ References:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
+from gradinfo.capture.per_example import check_batchnorm
 from gradinfo.core.types import LossFn
 from gradinfo.core.validate import one_of
 
@@ -42,32 +43,6 @@ class InputGrads:
     values: Tensor
 
 
-@overload
-def input_grads(
-    model: nn.Module,
-    loss_fn: LossFn,
-    inputs: Tensor,
-    targets: Tensor,
-    *,
-    embedding: nn.Module | str | None = ...,
-    reduce: Literal["per_example", "batch"] = ...,
-    return_embeddings: Literal[False] = ...,
-) -> Tensor: ...
-
-
-@overload
-def input_grads(
-    model: nn.Module,
-    loss_fn: LossFn,
-    inputs: Tensor,
-    targets: Tensor,
-    *,
-    embedding: nn.Module | str | None = ...,
-    reduce: Literal["per_example", "batch"] = ...,
-    return_embeddings: Literal[True],
-) -> InputGrads: ...
-
-
 def input_grads(
     model: nn.Module,
     loss_fn: LossFn,
@@ -76,8 +51,7 @@ def input_grads(
     *,
     embedding: nn.Module | str | None = None,
     reduce: Literal["per_example", "batch"] = "per_example",
-    return_embeddings: bool = False,
-) -> Tensor | InputGrads:
+) -> InputGrads:
     """Gradient of the loss w.r.t. the inputs (float) or the input embeddings (integer tokens).
 
     Caveats: with ``reduce="per_example"`` the examples must not interact in the forward pass, so
@@ -95,12 +69,11 @@ def input_grads(
             qualified name (as ``model.named_modules()`` gives it); called exactly once per forward.
         reduce: ``"per_example"``: row i is the gradient of example i's own loss; ``"batch"``: the gradient
             of ``loss_fn(model(inputs), targets)`` (with a mean loss, ``1/B`` times the per-example one).
-        return_embeddings: also return the values the gradient was taken at (the inputs, or the
-            embedding output) in an ``InputGrads``.
 
     Returns:
-        ``[B, ...]`` like ``inputs`` for float inputs; ``[B, T, D]`` like the embedding output for tokens;
-        an ``InputGrads(grads, values)`` when ``return_embeddings`` is true.
+        ``InputGrads(grads, values)``: ``grads`` is ``[B, ...]`` like ``inputs`` for float inputs and
+        ``[B, T, D]`` like the embedding output for tokens; ``values`` holds what the gradient was taken
+        at (the inputs, or the embedding output), for gradient x input.
 
     Raises:
         TypeError: ``model`` is not a module, ``inputs``/``targets`` are not tensors, integer inputs come
@@ -129,16 +102,7 @@ def input_grads(
         )
     module = None if embedding is None else _find_embedding(model, embedding)
     if reduce == "per_example":
-        train_bn = [
-            n
-            for n, m in model.named_modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
-        ]
-        if train_bn:
-            raise ValueError(
-                f"BatchNorm modules {train_bn} are in train mode, which mixes examples in the forward pass; "
-                "call model.eval() (or use GroupNorm), or pass reduce='batch'"
-            )
+        check_batchnorm(model)
 
     with torch.enable_grad():
         if module is None:
@@ -177,9 +141,7 @@ def input_grads(
             raise ValueError(f"loss_fn must return a scalar tensor, got {shape}")
         (grads,) = torch.autograd.grad(loss, leaf, allow_unused=True)
     grads = torch.zeros_like(leaf) if grads is None else grads  # [B, ...] like leaf
-    if return_embeddings:
-        return InputGrads(grads=grads.detach(), values=leaf.detach())
-    return grads.detach()
+    return InputGrads(grads=grads.detach(), values=leaf.detach())
 
 
 def _find_embedding(model: nn.Module, embedding: nn.Module | str) -> nn.Module:
