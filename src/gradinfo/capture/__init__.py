@@ -2,6 +2,7 @@
 
 from gradinfo.capture.curvature import empirical_fisher_diag, gnvp, hvp
 from gradinfo.capture.inputs import InputGrads, input_grads
+from gradinfo.capture.inverse_fisher import InverseFisher
 from gradinfo.capture.norms import clipped_grad_sum, per_example_norms
 from gradinfo.capture.per_example import per_example_grads
 from gradinfo.capture.projection import project_per_example
@@ -10,6 +11,7 @@ from gradinfo.capture.zeroth_order import zeroth_order_grad
 
 __all__ = [
     "InputGrads",
+    "InverseFisher",
     "clipped_grad_sum",
     "empirical_fisher_diag",
     "gnvp",
