@@ -121,8 +121,6 @@ _PLANNED: tuple[tuple[int, str, str, str], ...] = (
      "Selects in-context examples with a policy trained by REINFORCE on the LLM's answer correctness"),
     (42, "codiemb", "train",
      "Single-task batches keep IR and STS gradients apart; fine-tunes fused by delta-magnitude weights"),
-    (43, "mfac", "optim",
-     "Preconditions by matrix-free inverse empirical-Fisher products over the last m gradients (Woodbury)"),
     (43, "obs_prune", "compress",
      "Optimal Brain Surgeon pruning with the M-FAC inverse-Fisher diagonal: w²/(2[F⁻¹]_jj)"),
     (44, "equivariant_dp", "privacy",
