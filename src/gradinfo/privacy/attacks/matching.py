@@ -49,6 +49,7 @@ from torch.func import functional_call, vmap
 
 from gradinfo.core.types import Grads
 from gradinfo.core.validate import one_of, positive, positive_int
+from gradinfo.privacy.attacks._common import shape_arg
 
 Distance = Literal["cosine", "l2"]
 UpdateFn = Callable[[nn.Module, Grads, dict[str, Tensor], Tensor, Tensor], Grads]
@@ -195,7 +196,13 @@ def _functional_copy(
                 hooks.append(mod.register_forward_pre_hook(record))
     with torch.no_grad():
         probe = torch.zeros(batch_size, *input_shape, dtype=_dtype(model), device=_device(model))
-        out = net(probe)  # [B, K]
+        try:
+            out = net(probe)  # [B, K]
+        except RuntimeError as err:
+            raise ValueError(
+                f"the model cannot take a batch of shape {tuple(probe.shape)} (batch_size, *input_shape): "
+                f"{err}; pass the input_shape one example has"
+            ) from err
     for hook in hooks if dropout_masks else []:
         hook.remove()
     if out.dim() != 2:
@@ -289,7 +296,7 @@ def match_gradients(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     target = _check_target(model, target, project)
-    input_shape = _shape("input_shape", input_shape)
+    input_shape = shape_arg("input_shape", input_shape)
     batch_size = positive_int("batch_size", batch_size)
     iterations = positive_int("iterations", iterations)
     restarts = positive_int("restarts", restarts)
@@ -308,7 +315,7 @@ def match_gradients(
     if decoder is not None:
         if not callable(decoder):
             raise TypeError(f"decoder must be callable as decoder(z) -> inputs, got {type(decoder).__name__}")
-        latent_shape = _shape("latent_shape", latent_shape)
+        latent_shape = shape_arg("latent_shape", latent_shape)
     _check_labels(labels, batch_size)
 
     start = time.perf_counter()
@@ -468,11 +475,3 @@ def _check_labels(labels: object, batch_size: int) -> None:
             f"labels must be an int tensor [batch_size={batch_size}] or None, "
             f"got {labels.dtype} of shape {tuple(labels.shape)}"
         )
-
-
-def _shape(name: str, shape: object) -> tuple[int, ...]:
-    if not isinstance(shape, (tuple, list)) or not shape:
-        raise TypeError(f"{name} must be a non-empty tuple of ints (one example's shape), got {shape!r}")
-    for s in shape:
-        positive_int(f"{name} entries", s)
-    return tuple(shape)
