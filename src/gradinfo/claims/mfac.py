@@ -19,6 +19,8 @@ from gradinfo.datasets import load
 from gradinfo.models import mlp
 from gradinfo.optim.mfac import MFAC
 
+SLOW = True
+
 SGD_LRS = (0.03, 0.1, 0.3, 1.0)
 MFAC_LRS = (0.003, 0.01, 0.03)
 STEPS, BATCH, NGRADS, DAMPING = 300, 64, 32, 1e-3
