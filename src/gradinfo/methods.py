@@ -83,8 +83,6 @@ _PLANNED: tuple[tuple[int, str, str, str], ...] = (
      "Prunes by domain-minus-general Fisher·|w| importance, modulated by domain/general gradient alignment"),
     (29, "r_mtgb", "train",
      "Multi-task gradient boosting on negative gradients; per-task outlier weights learned by gradient"),
-    (30, "hyperfl", "privacy",
-     "FL defence: a hypernetwork makes client extractors from private embeddings; only it is shared"),
     (33, "doge", "transform",
      "Model merging as gradient descent on a task-vector objective, projected off the shared subspace"),
     (34, "recoding", "generate",
