@@ -109,8 +109,6 @@ _PLANNED: tuple[tuple[int, str, str, str], ...] = (
      "Single-task batches keep IR and STS gradients apart; fine-tunes fused by delta-magnitude weights"),
     (43, "obs_prune", "compress",
      "Optimal Brain Surgeon pruning with the M-FAC inverse-Fisher diagonal: w²/(2[F⁻¹]_jj)"),
-    (44, "equivariant_dp", "privacy",
-     "DP-SGD with augmentation multiplicity on equivariant weight-shared CNNs: fewer params, less noise"),
     (45, "evodiff", "generate",
      "Diffusion solver whose multistep correction minimises the variance of data-prediction differences"),
     (46, "neurofovea", "generate",

@@ -263,7 +263,7 @@ def hyperfl_train(
                 if head_epochs:
                     _epochs(m, head, [], data, head_epochs, batch_size, head_lr, None, loss_fn)
                 hyper = list(m.hypernetwork.parameters())
-                body = hyper + [m.embedding]
+                body = [*hyper, m.embedding]
                 round_loss.append(
                     _epochs(
                         m, body, [hyper, [m.embedding]], data, local_epochs, batch_size, lr, clip, loss_fn
