@@ -52,7 +52,7 @@ def _extractor(seed: int) -> nn.Sequential:
 def _invert(
     model: nn.Module, target: Grads, x_shape: tuple[int, ...], label: Tensor, unknown: Grads, seed: int
 ) -> Tensor:
-    """Inverting Gradients on ``target`` (the gradient of ``target``'s keys), also fitting ``unknown`` params."""
+    """Inverting Gradients on ``target`` (gradients of its keys), also fitting the ``unknown`` params."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(x_shape, generator=gen).requires_grad_(True)  # [1, C, H, W]
     dummies = {n: v.clone().requires_grad_(True) for n, v in unknown.items()}

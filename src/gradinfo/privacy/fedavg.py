@@ -7,9 +7,9 @@ sets theta_{t+1} = theta_t - sum_k (n_k / n) Delta_k, with n_k client k's number
 
 Client updates are protected as :func:`gradinfo.privacy.share` protects them: a ``GradTransform``
 defense (top-k, quantisation, sketching, clipping + noise, ...) is applied once to each client's delta,
-and ``DPSGD`` replaces every local step's gradient by (sum_i clip_C(g_i) + N(0, sigma^2 C^2 I)) / B. Parameters whose names start
-with one of the ``personal`` prefixes stay on the client (a personal head, a private embedding): each
-client keeps its own copy across rounds, they are trained locally, never averaged and never shared.
+and ``DPSGD`` replaces every local step's gradient by (sum_i clip_C(g_i) + N(0, sigma^2 C^2 I)) / B.
+Parameters whose names start with one of the ``personal`` prefixes stay on the client (a personal head, a
+private embedding): each client keeps its own copy across rounds, trained locally, never averaged or shared.
 
 :func:`split_non_iid` partitions a dataset over clients by label (Dirichlet proportions, Hsu et al.,
 "Measuring the Effects of Non-Identical Data Distribution for Federated Visual Classification", 2019;
@@ -107,7 +107,7 @@ def _local_update(
     dp: DPSGD | None,
     seed: int,
 ) -> tuple[float, Grads]:
-    """Run ``steps`` local SGD steps on ``model`` in place; return the first step's loss and theta_0 - theta_K.
+    """Run ``steps`` SGD steps on ``model`` in place; return the first step's loss and theta_0 - theta_K.
 
     Dropout masks, minibatch draws and DP noise come from the global RNG forked and seeded with ``seed``.
     """

@@ -68,7 +68,7 @@ class HyperFLNet(nn.Module):
         self.head = head
 
     def generate(self, embedding: Tensor | None = None) -> dict[str, Tensor]:
-        """The extractor's weights theta = h(v) for ``embedding`` v ``[embed_dim]`` (default: this client's)."""
+        """The extractor's weights theta = h(v) for ``embedding`` v ``[embed_dim]`` (default: own)."""
         v = self.embedding if embedding is None else embedding  # [E]
         hidden = self.hypernetwork["body"](v)  # [H]
         return {n: self.hypernetwork[_key(n)](hidden).view(s) for n, s in self.shapes.items()}
