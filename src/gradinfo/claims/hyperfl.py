@@ -70,7 +70,7 @@ def _invert(
             gradient_distance(dict(zip(shared, grads, strict=True)), target) + 1e-4 * total_variation(x).sum()
         )
         if float(loss.detach()) < best:
-            best, best_x = float(loss), x.detach().clone()
+            best, best_x = float(loss.detach()), x.detach().clone()
         for o in (opt_x, opt_u):
             if o is not None:
                 o.zero_grad()

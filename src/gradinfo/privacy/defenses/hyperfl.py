@@ -284,7 +284,10 @@ def hyperfl_train(
 
 
 def _tiny(seed: int) -> HyperFLNet:
-    return hyperfl_model(nn.Linear(4, 3), nn.Linear(3, 2), embed_dim=2, hidden_dim=3, seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        head = nn.Linear(3, 2)
+    return hyperfl_model(nn.Linear(4, 3), head, embed_dim=2, hidden_dim=3, seed=seed)
 
 
 CONFORMANCE = Conformance(
