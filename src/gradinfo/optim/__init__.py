@@ -1,7 +1,34 @@
 """Optimizers that run on gradient information: GradTransform chains and torch.optim.Optimizers."""
 
 from gradinfo.optim.diffgrad import DiffGrad, diffgrad_transform
+from gradinfo.optim.galore import (
+    GaLoreAdamW,
+    Int8Linear,
+    QGaLoreAdamW,
+    galore_transform,
+    memory_bytes,
+    quantize_linears,
+    svd_calls,
+)
 from gradinfo.optim.grouped import GroupTransformOptimizer
 from gradinfo.optim.mfac import MFAC, mfac_transform
+from gradinfo.optim.sinkgd import SinkGD, sinkgd_param_groups, sinkgd_transform, sinkhorn_normalize
 
-__all__ = ["MFAC", "DiffGrad", "GroupTransformOptimizer", "diffgrad_transform", "mfac_transform"]
+__all__ = [
+    "DiffGrad",
+    "GaLoreAdamW",
+    "GroupTransformOptimizer",
+    "Int8Linear",
+    "QGaLoreAdamW",
+    "diffgrad_transform",
+    "galore_transform",
+    "memory_bytes",
+    "quantize_linears",
+    "svd_calls",
+    "MFAC",
+    "SinkGD",
+    "sinkgd_param_groups",
+    "sinkgd_transform",
+    "mfac_transform",
+    "sinkhorn_normalize",
+]
