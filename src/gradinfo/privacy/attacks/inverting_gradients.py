@@ -10,7 +10,10 @@ Inversion Attacks", 2025 (paper 4). With labels y from :func:`label_recovery` (e
 optimised by Adam on the sign of the input gradient (lr 0.1, decayed x0.1 at 3/8, 5/8 and 7/8 of the
 iterations), clipping x to the data range after every step; R random restarts run together and the one with
 the lowest objective is returned. The paper runs 24,000 iterations; the default here (1,000) is sized for a
-CPU and reaches the same regime on small images (see docs/benchmarks.md, "## attacks").
+CPU (see docs/benchmarks.md, "## attacks"). The TV weight depends on the data scale and model (the
+reference implementations use 1e-6 to 0.2); the default 1e-2 is the one measured best on the default audit
+case, images in [0, 1] on a small CNN (mean PSNR over 4 victims, 1,000 steps, 1 restart: 26.3 dB at 1e-2,
+16.2 dB at 1e-4).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def inverting_gradients(
     iterations: int = 1000,
     restarts: int = 4,
     lr: float = 0.1,
-    tv: float = 1e-4,
+    tv: float = 1e-2,
     box: tuple[float, float] = (0.0, 1.0),
     labels: Tensor | None = None,
     schedule: str = "multistep",

@@ -27,7 +27,8 @@ for the forward, ``torch.func.grad`` for the parameter gradient) and ``vmap``-ed
 restarts cost one batched double-backward per iteration instead of R separate ones. The objective is
 separable over restarts, so the gradient of the summed objective gives every restart its own gradient.
 Adam is applied elementwise with a per-restart learning rate, so each restart follows exactly the path
-it would follow alone (L-BFGS, whose line search is shared, is the exception; see ``match_gradients``).
+it would follow alone. L-BFGS runs its restarts one after the other (a shared line search would couple
+them).
 
 The attacker runs the model in eval mode (dropout off, batch-norm running statistics): it does not know
 the client's dropout masks unless it optimises them.
@@ -244,6 +245,7 @@ def match_gradients(
     project: Callable[[Grads], Grads] | None = None,
     decoder: Callable[[Tensor], Tensor] | None = None,
     latent_shape: tuple[int, ...] | None = None,
+    callback: Callable[[int, Tensor], None] | None = None,
     seed: int = 0,
 ) -> MatchResult:
     """Find inputs (and optionally soft labels and dropout masks) whose gradient matches ``target``.
@@ -263,9 +265,9 @@ def match_gradients(
         restarts: independent random initialisations run together, >= 1.
         distance: ``"cosine"`` (Inverting Gradients) or ``"l2"`` (DLG).
         tv: weight of the total-variation prior on the inputs, >= 0.
-        optimizer: ``"adam"`` (elementwise, per-restart learning rate) or ``"lbfgs"`` (``torch.optim.LBFGS``
-            with strong-Wolfe line search over all restarts' variables at once; the objective is a sum of
-            independent per-restart terms, but the step length is shared).
+        optimizer: ``"adam"`` (elementwise, per-restart learning rate; restarts batched) or ``"lbfgs"``
+            (``torch.optim.LBFGS``, one step per iteration with a strong-Wolfe line search of at most 20
+            evaluations; restarts run one after the other, since a shared line search would couple them).
         lr: the learning rate, > 0.
         signed: Adam on the sign of the input gradient (Inverting Gradients); labels and masks get the
             plain gradient. Must be False with L-BFGS.
@@ -284,6 +286,9 @@ def match_gradients(
             ``decoder(z)`` ``[B, *input_shape]`` as the inputs (a generative prior); called on
             ``[R * B, *latent_shape]``.
         latent_shape: the shape of one latent; required with ``decoder``.
+        callback: called as ``callback(iteration, inputs)`` after every step with the current inputs
+            ``[R, B, *input_shape]`` (detached; ``[1, B, ...]`` of the running restart with L-BFGS), e.g. to
+            time how fast a benchmark reaches a given PSNR; None to skip.
         seed: seeds every random initialisation (a private generator; the global RNG is untouched).
 
     Returns:
@@ -312,6 +317,10 @@ def match_gradients(
         raise ValueError("signed=True needs optimizer='adam'; L-BFGS uses the plain gradient (signed=False)")
     if box is not None and (len(box) != 2 or not float(box[0]) < float(box[1])):
         raise ValueError(f"box must be (low, high) with low < high, or None; got {box!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(
+            f"callback must be callable as callback(iteration, inputs), got {type(callback).__name__}"
+        )
     if decoder is not None:
         if not callable(decoder):
             raise TypeError(f"decoder must be callable as decoder(z) -> inputs, got {type(decoder).__name__}")
@@ -354,11 +363,11 @@ def match_gradients(
     masks = {n: draw((restarts, *mask_shapes[n]), "bernoulli", rates[n]) for n in rates}  # [R, B, ...]
     variables = [z] + ([soft] if soft is not None else []) + list(masks.values())
 
-    def decode(z: Tensor) -> Tensor:  # [R, B, *latent] -> [R, B, *input]
+    def decode(z: Tensor) -> Tensor:  # [R', B, *latent] -> [R', B, *input]
         if decoder is None:
             return z
-        x = decoder(z.reshape(restarts * batch_size, *latent_shape))
-        return x.reshape(restarts, batch_size, *input_shape)
+        x = decoder(z.reshape(z.shape[0] * batch_size, *latent_shape))
+        return x.reshape(z.shape[0], batch_size, *input_shape)
 
     def one_restart(x: Tensor, y: Tensor, m: dict[str, Tensor]) -> Tensor:  # x [B, *input] -> []
         targets = y if labels is not None else y.softmax(-1)
@@ -374,60 +383,70 @@ def match_gradients(
 
     batched = vmap(one_restart, in_dims=(0, None if labels is not None else 0, 0))
 
-    def objective() -> Tensor:  # [R]
-        return batched(decode(z), labels if labels is not None else soft, masks)
+    def objective(values: list[Tensor]) -> Tensor:  # values like ``variables`` with R' restarts -> [R']
+        y = labels if labels is not None else values[1]
+        m = dict(zip(masks, values[len(values) - len(masks) :], strict=True))
+        return batched(decode(values[0]), y, m)
 
-    for v in variables:
-        v.requires_grad_(True)
     best_loss = torch.full((restarts,), math.inf, dtype=dtype, device=device)  # [R]
-    best_values = [v.detach().clone() for v in variables]  # like ``variables``: [R, ...] each
+    best_values = [v.clone() for v in variables]  # like ``variables``: [R, ...] each
     since_best = torch.zeros(restarts, dtype=torch.long, device=device)  # [R]
-    trace: list[Tensor] = []
+    trace = torch.zeros(iterations + 1, restarts, dtype=dtype)  # [T + 1, R]
 
-    def snapshot() -> list[Tensor]:
-        return [v.detach().clone() for v in variables]
-
-    def keep_best(loss: Tensor, values: list[Tensor]) -> None:  # loss [R] of the variables' ``values``
-        better = loss < best_loss  # [R]
-        since_best.add_(1).masked_fill_(better, 0)
-        best_loss.copy_(torch.where(better, loss, best_loss))
+    def keep_best(it: int, rows: slice, loss: Tensor, values: list[Tensor]) -> None:
+        """Record the objective ``loss`` [R'] of restarts ``rows`` at ``values``; keep each one's best."""
+        better = loss < best_loss[rows]  # [R']
+        since_best[rows] = torch.where(better, 0, since_best[rows] + 1)
+        best_loss[rows] = torch.where(better, loss, best_loss[rows])
         for best_v, v in zip(best_values, values, strict=True):
-            best_v.copy_(torch.where(better.view(-1, *([1] * (v.dim() - 1))), v, best_v))
-        trace.append(loss)
+            best_v[rows] = torch.where(better.view(-1, *([1] * (v.dim() - 1))), v, best_v[rows])
+        trace[it, rows] = loss.cpu()
 
-    def project_box() -> None:
+    def clip(values: list[Tensor]) -> None:
         with torch.no_grad():
             if box is not None and decoder is None:
-                z.clamp_(box[0], box[1])
-            for m in masks.values():
+                values[0].clamp_(box[0], box[1])
+            for m in values[len(values) - len(masks) :]:
                 m.clamp_(0.0, 1.0)
 
-    if optimizer == "lbfgs":
-        opt = torch.optim.LBFGS(variables, lr=lr, max_iter=1, history_size=100, line_search_fn="strong_wolfe")
+    if optimizer == "lbfgs":  # one restart after the other: L-BFGS's line search would couple them
         evaluations: list[Tensor] = []
+        for r in range(restarts):
+            rows = slice(r, r + 1)
+            local = [v[rows].clone().requires_grad_(True) for v in variables]  # [1, ...] each
+            opt = torch.optim.LBFGS(
+                local, lr=lr, max_iter=1, max_eval=20, history_size=100, line_search_fn="strong_wolfe"
+            )
 
-        def closure() -> Tensor:
-            opt.zero_grad()
-            loss = objective()  # [R]
-            loss.sum().backward()
-            evaluations.append(loss.detach())
-            return loss.sum()
+            def closure(local: list[Tensor] = local, opt: torch.optim.LBFGS = opt) -> Tensor:
+                opt.zero_grad()
+                loss = objective(local)  # [1]
+                loss.sum().backward()
+                evaluations.append(loss.detach())
+                return loss.sum()
 
-        for _ in range(iterations):
-            evaluations.clear()
-            before = snapshot()
-            opt.step(closure)
-            keep_best(evaluations[0], before)  # the first evaluation is at the pre-step variables
-            project_box()
+            for it in range(iterations):
+                evaluations.clear()
+                before = [v.detach().clone() for v in local]
+                opt.step(closure)
+                keep_best(it, rows, evaluations[0], before)  # the first evaluation is at the pre-step point
+                clip(local)
+                if callback is not None:
+                    callback(it, decode(local[0].detach()))
+            with torch.no_grad():
+                keep_best(iterations, rows, objective(local), [v.detach() for v in local])
     else:
+        for v in variables:
+            v.requires_grad_(True)
         step_lr = torch.full((restarts,), lr, dtype=dtype, device=device)  # [R]
         milestones = {int(iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)}
         moments = [(torch.zeros_like(v), torch.zeros_like(v)) for v in variables]
         b1, b2 = _ADAM_BETAS
+        everything = slice(0, restarts)
         for it in range(iterations):
-            loss = objective()  # [R]
+            loss = objective(variables)  # [R]
             grads = torch.autograd.grad(loss.sum(), variables)
-            keep_best(loss.detach(), [v.detach() for v in variables])
+            keep_best(it, everything, loss.detach(), [v.detach() for v in variables])
             with torch.no_grad():
                 for k, (v, g, (m1, m2)) in enumerate(zip(variables, grads, moments, strict=True)):
                     if k == 0 and signed:
@@ -437,21 +456,23 @@ def match_gradients(
                     denom = (m2 / (1 - b2 ** (it + 1))).sqrt_().add_(_ADAM_EPS)
                     rate = step_lr.view(-1, *([1] * (v.dim() - 1))) / (1 - b1 ** (it + 1))
                     v.sub_(rate * m1 / denom)
-            project_box()
+            clip(variables)
+            if callback is not None:
+                callback(it, decode(variables[0].detach()))
             if schedule == "multistep" and it + 1 in milestones:
                 step_lr.mul_(0.1)
             elif schedule == "plateau":
                 decay = since_best >= plateau_patience  # [R]
                 step_lr.copy_(torch.where(decay, step_lr * 0.1, step_lr))
                 since_best.masked_fill_(decay, 0)
+        with torch.no_grad():
+            keep_best(iterations, everything, objective(variables), [v.detach() for v in variables])
     with torch.no_grad():
-        keep_best(objective(), [v.detach() for v in variables])
-        trace.pop()
         best_z, best_soft = best_values[0], best_values[1] if soft is not None else None
         best_masks = dict(zip(masks, best_values[len(variables) - len(masks) :], strict=True))
         restart_inputs = decode(best_z).detach()  # [R, B, *input]
     best = int(best_loss.argmin())
-    history = torch.stack(trace)[:, best].tolist() if trace else []  # [iterations]
+    history = trace[:iterations, best].tolist()  # the objective before each step
     out_labels = best_soft[best].softmax(-1) if best_soft is not None else labels  # [B, K] or [B]
     return MatchResult(
         inputs=restart_inputs[best],
