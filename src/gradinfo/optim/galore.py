@@ -12,14 +12,14 @@ Zhang et al., "Q-GaLore: Quantized GaLore with INT4 Projection and Layer-Adaptiv
 Q-GaLore adds, all three stored for real (:func:`memory_bytes` counts them):
 
 - **INT4 projectors**: ``P`` min-max quantised per group of ``projector_group_size`` entries to 4 bits, two
-  codes packed per byte, with an fp32 scale and a uint8 zero point per group;
+  codes packed per byte, with an fp32 scale and an fp32 offset (the group minimum) per group;
 - **lazy layer-adaptive refresh**: at each refresh the cosine similarity between the previous and the new
   projector's first singular vector enters a queue of ``queue_size``; when the queue is full and its mean is
   ``>= cos_threshold``, that layer's ``T`` is multiplied by ``gamma_proj`` (2). We take ``|cos|``: singular
   vectors are defined up to sign, and a flipped sign is the same subspace (the official code uses the signed
   value);
 - **INT8 weights** (:class:`Int8Linear`, made by :func:`quantize_linears`): each ``nn.Linear`` weight is kept
-  as uint8 codes per group of ``group_size`` with an fp32 scale and uint8 zero point; after each update the
+  as uint8 codes per group of ``group_size`` with an fp32 scale and offset; after each update the
   new weight ``W - lr * update`` is re-quantised with **stochastic rounding** (``floor(z + u)``,
   ``u ~ U[0, 1)``, unbiased), so updates smaller than one quantum still move the weight in expectation.
   Round-to-nearest is available for comparison.
@@ -56,10 +56,11 @@ def quantize_groups(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Asymmetric min-max quantisation of ``x`` per group of ``group_size`` consecutive entries.
 
-    ``z = x / scale + zero`` with ``scale = (max - min) / (2^bits - 1)`` and integer
-    ``zero = round(-min / scale)`` per group; codes are ``round(z)`` or, with ``generator``, stochastically
-    rounded ``floor(z + u)``.
-    ``x`` is flattened and zero-padded to a multiple of ``group_size``.
+    ``z = (x - min) / scale`` with ``scale = (max - min) / (2^bits - 1)`` per group, so ``z`` spans
+    ``[0, 2^bits - 1]``; codes are ``round(z)`` or, with ``generator``, stochastically rounded
+    ``floor(z + u)``, ``u ~ U[0, 1)`` (unbiased). ``x`` is flattened and zero-padded to a multiple of
+    ``group_size``. The offset is the group's float minimum rather than an integer zero point clamped to the
+    code range (the official code's choice), so groups of one sign are represented as well.
 
     Args:
         x: any float tensor.
@@ -68,7 +69,7 @@ def quantize_groups(
         generator: draws the stochastic rounding; None rounds to nearest.
 
     Returns:
-        ``(codes [G, group_size] uint8, scale [G, 1] float32, zero [G, 1] uint8)``.
+        ``(codes [G, group_size] uint8, scale [G, 1] float32, offset [G, 1] float32)``.
     """
     levels = 2**bits - 1
     flat = x.detach().reshape(-1).float()  # [N]
@@ -78,18 +79,17 @@ def quantize_groups(
     groups = flat.view(-1, group_size)  # [G, S]
     lo, hi = groups.amin(1, keepdim=True), groups.amax(1, keepdim=True)  # [G, 1]
     scale = ((hi - lo) / levels).clamp_min(1e-12)  # [G, 1]
-    zero = (-lo / scale).round().clamp(0, levels)  # [G, 1]
-    z = groups / scale + zero  # [G, S]
+    z = (groups - lo) / scale  # [G, S] in [0, levels]
     if generator is None:
         codes = z.round()
     else:
         codes = (z + torch.rand(z.shape, generator=generator).to(z.device)).floor_()
-    return codes.clamp_(0, levels).to(torch.uint8), scale, zero.to(torch.uint8)
+    return codes.clamp_(0, levels).to(torch.uint8), scale, lo
 
 
-def dequantize_groups(codes: Tensor, scale: Tensor, zero: Tensor, shape: torch.Size) -> Tensor:
-    """Invert :func:`quantize_groups`: ``(codes - zero) * scale``, unpadded and reshaped to ``shape``."""
-    values = (codes.float() - zero.float()) * scale  # [G, S]
+def dequantize_groups(codes: Tensor, scale: Tensor, offset: Tensor, shape: torch.Size) -> Tensor:
+    """Invert :func:`quantize_groups`: ``codes * scale + offset``, unpadded and reshaped to ``shape``."""
+    values = codes.float() * scale + offset  # [G, S]
     return values.reshape(-1)[: math.prod(shape)].view(shape)
 
 
@@ -107,12 +107,12 @@ def unpack_int4(packed: Tensor) -> Tensor:
 
 
 class Int8Linear(nn.Module):
-    """An ``nn.Linear`` whose weight is stored as INT8: uint8 codes per group, fp32 scale, uint8 zero point.
+    """An ``nn.Linear`` whose weight is stored as INT8: uint8 codes per group, fp32 scale and offset.
 
     ``weight`` is a storage-free *gradient carrier*: a zero tensor expanded to ``[out, in]`` (stride 0, one
     element of storage). The forward uses ``weight + dequantized``, so ``weight.grad`` receives ``dL/dW``
     while the values live in the buffers ``weight_codes`` ``[G, group_size]``, ``weight_scale`` ``[G, 1]``
-    and ``weight_zero`` ``[G, 1]``. :class:`QGaLoreAdamW` (given the layer) writes updates back with
+    and ``weight_offset`` ``[G, 1]``. :class:`QGaLoreAdamW` (given the layer) writes updates back with
     :meth:`store`. Other optimizers would only move the carrier's single element: train these layers with
     :class:`QGaLoreAdamW`.
 
@@ -125,25 +125,25 @@ class Int8Linear(nn.Module):
         super().__init__()
         self.group_size = positive_int("group_size", group_size)
         self.shape = linear.weight.shape
-        codes, scale, zero = quantize_groups(linear.weight, 8, group_size)
+        codes, scale, offset = quantize_groups(linear.weight, 8, group_size)
         self.register_buffer("weight_codes", codes)
         self.register_buffer("weight_scale", scale)
-        self.register_buffer("weight_zero", zero)
+        self.register_buffer("weight_offset", offset)
         carrier = torch.zeros((), dtype=linear.weight.dtype, device=linear.weight.device)
         self.weight = nn.Parameter(carrier.expand(self.shape))
         self.bias = linear.bias
 
     def dequantized(self) -> Tensor:
         """The weight the layer computes with, ``[out, in]`` float32."""
-        return dequantize_groups(self.weight_codes, self.weight_scale, self.weight_zero, self.shape)
+        return dequantize_groups(self.weight_codes, self.weight_scale, self.weight_offset, self.shape)
 
     @torch.no_grad()
     def store(self, weight: Tensor, generator: torch.Generator | None) -> None:
         """Re-quantise ``weight`` ``[out, in]`` into the buffers (stochastic rounding with ``generator``)."""
-        codes, scale, zero = quantize_groups(weight, 8, self.group_size, generator)
+        codes, scale, offset = quantize_groups(weight, 8, self.group_size, generator)
         self.weight_codes.copy_(codes)
         self.weight_scale.copy_(scale)
-        self.weight_zero.copy_(zero)
+        self.weight_offset.copy_(offset)
 
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight + self.dequantized().to(x.dtype)  # [out, in]
@@ -198,7 +198,8 @@ def quantize_linears(
 
 def _orthonormal_basis(grad: Tensor, rank: int) -> Tensor:
     """``P``: ``[r, n]`` (top right singular vectors) when ``m >= n``, else ``[m, r]`` (top left ones)."""
-    u, _, vh = torch.linalg.svd(grad.float(), full_matrices=False)
+    work = grad if grad.dtype in (torch.float32, torch.float64) else grad.float()
+    u, _, vh = torch.linalg.svd(work, full_matrices=False)
     return vh[:rank].clone() if grad.shape[0] >= grad.shape[1] else u[:, :rank].clone()
 
 
@@ -236,7 +237,7 @@ def galore_transform(
     Returns:
         A ``GradTransform`` with per-parameter state. Projected parameters hold ``step``, ``exp_avg`` and
         ``exp_avg_sq`` (``[m, r]`` or ``[r, n]``), the projector (``proj``, or ``proj_codes`` /
-        ``proj_scale`` / ``proj_zero``), ``gap``, ``next_refresh``, ``svd_calls``, ``queue`` and
+        ``proj_scale`` / ``proj_offset``), ``gap``, ``next_refresh``, ``svd_calls``, ``queue`` and
         ``last_vector``; the others hold AdamW's ``step``, ``exp_avg``, ``exp_avg_sq``.
 
     Raises:
@@ -283,15 +284,15 @@ def galore_transform(
         if projector_bits is None:
             s["proj"] = proj
             return
-        codes, q_scale, zero = quantize_groups(proj, projector_bits, projector_group_size)
-        s["proj_codes"], s["proj_scale"], s["proj_zero"] = pack_int4(codes), q_scale, zero
+        codes, q_scale, offset = quantize_groups(proj, projector_bits, projector_group_size)
+        s["proj_codes"], s["proj_scale"], s["proj_offset"] = pack_int4(codes), q_scale, offset
         s["proj_shape"] = tuple(proj.shape)
 
     def load_projector(s: State) -> Tensor:
         if projector_bits is None:
             return s["proj"]
         codes = unpack_int4(s["proj_codes"])
-        return dequantize_groups(codes, s["proj_scale"], s["proj_zero"], torch.Size(s["proj_shape"]))
+        return dequantize_groups(codes, s["proj_scale"], s["proj_offset"], torch.Size(s["proj_shape"]))
 
     def refresh(s: State, g: Tensor, step: int) -> None:
         right = g.shape[0] >= g.shape[1]
@@ -418,9 +419,8 @@ class GaLoreAdamW(GroupTransformOptimizer):
         """Load a ``state_dict()``; integer codes come back as uint8 (torch casts state to param dtype)."""
         super().load_state_dict(state_dict)
         for s in self.state.values():
-            for key in ("proj_codes", "proj_zero"):
-                if key in s:
-                    s[key] = s[key].to(torch.uint8)
+            if "proj_codes" in s:
+                s["proj_codes"] = s["proj_codes"].to(torch.uint8)
 
 
 @register(
@@ -537,9 +537,9 @@ def memory_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str
     """Bytes actually held by the weights, the optimizer state and the projectors.
 
     ``weights`` counts the storage of every parameter and buffer of ``model`` (an :class:`Int8Linear`
-    contributes its codes, scales and zero points; its carrier one element); ``optimizer_state`` every tensor
+    contributes its codes, scales and offsets; its carrier one element); ``optimizer_state`` every tensor
     in ``optimizer.state`` except projectors; ``projectors`` the state entries whose key starts with
-    ``proj`` (the projector and, for INT4, its codes, scales and zero points). Gradients and activations are
+    ``proj`` (the projector and, for INT4, its codes, scales and offsets). Gradients and activations are
     not counted.
 
     Returns:
