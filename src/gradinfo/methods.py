@@ -67,8 +67,6 @@ _PLANNED: tuple[tuple[int, str, str, str], ...] = (
      "No-box skeleton attack: surrogate input gradient chained through a time-varying AR(2) motion model"),
     (24, "gradient_harmonization", "transform",
      "Projects conflicting per-sample cross-modal loss gradients (cos < 0) onto each other's normal plane"),
-    (26, "gns_newton", "optim",
-     "Regularised Newton step (H + λI)^-1 ∇f with λ = ‖∇f‖/γ and an adaptive search on γ"),
     (27, "grad_eclip", "explain",
      "CLIP heat map: gradient of the image-text cosine at [CLS] weights loosened-attention value features"),
     (27, "mmel", "explain",

@@ -10,6 +10,7 @@ from gradinfo.optim.galore import (
     quantize_linears,
     svd_calls,
 )
+from gradinfo.optim.gns_newton import GNSNewton, GNSResult, gns_newton
 from gradinfo.optim.grouped import GroupTransformOptimizer
 from gradinfo.optim.mfac import MFAC, mfac_transform
 from gradinfo.optim.sinkgd import SinkGD, sinkgd_param_groups, sinkgd_transform, sinkhorn_normalize
@@ -31,4 +32,7 @@ __all__ = [
     "sinkgd_transform",
     "mfac_transform",
     "sinkhorn_normalize",
+    "GNSNewton",
+    "GNSResult",
+    "gns_newton",
 ]
