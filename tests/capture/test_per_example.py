@@ -50,6 +50,31 @@ def test_fast_path_matches_loop(case, dtype, monkeypatch):
     assert_grads_close(per_example_grads(model, loss_fn, x, y), want, dtype)
 
 
+@pytest.mark.parametrize("case", [*_cases(), "layer_norm_2d"])
+def test_results_are_dense_and_own_their_storage(case):
+    """Results adopted from the layer rules (no copy) must not alias each other, the inputs or autograd."""
+    if case == "layer_norm_2d":  # LayerNorm on [B, D]: the bias gradient equals the output gradient
+        model = nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.Linear(8, 3)).double()
+        x, y, loss_fn = torch.randn(5, 6, dtype=torch.float64), torch.randint(0, 3, (5,)), F.cross_entropy
+    else:
+        make, make_x, make_y, loss_fn = _cases()[case]
+        model, x, y = make().double(), make_x(), make_y()
+        x = x.double() if x.is_floating_point() else x
+    want = loop_grads(model, loss_fn, x, y)
+    got = per_example_grads(model, loss_fn, x, y)
+    storages = [g.untyped_storage().data_ptr() for g in got.values()]
+    assert len(set(storages)) == len(storages)
+    assert x.untyped_storage().data_ptr() not in storages
+    for k, g in got.items():
+        assert g.is_contiguous() and g.storage_offset() == 0, k
+        assert g.untyped_storage().nbytes() == g.numel() * g.element_size(), k
+    assert_grads_close(got, want, torch.float64)
+    for g in got.values():  # writing into one result leaves the others exact
+        g.zero_()
+        break
+    assert_grads_close(dict(list(got.items())[1:]), dict(list(want.items())[1:]), torch.float64)
+
+
 def test_tied_weight_key_and_sum():
     model = TokenModel(tie=True).double()
     names = [n for n, _ in model.named_parameters()]

@@ -32,8 +32,8 @@ Caveats:
 Memory: ``chunk_size`` splits the batch; automatic chunking (``chunk_size=None``) uses
 ``chunk = max(1, budget // (3 * P * itemsize))`` with ``P`` the number of trainable scalars (a slot for the
 result plus the rule's temporaries per example) and ``budget = min(2 GiB, available RAM / 4)``; the whole
-batch runs at once when ``chunk >= B``. The result buffers are allocated once and the layer rules write
-straight into them (no per-chunk copies).
+batch runs at once when ``chunk >= B``. In one pass the layer rules' own results are returned (no copy);
+over several chunks the result buffers are allocated once and the rules write straight into their slices.
 """
 
 from __future__ import annotations
@@ -309,33 +309,64 @@ def accumulate(acc: Grads, key: str, rows: slice | None, value: Tensor, shape: t
         acc[key] = value if key not in acc else acc[key] + value
 
 
+def _owned(value: Tensor, like: Tensor, *inputs: Tensor) -> bool:
+    """Whether ``value`` is a dense ``[b, *like.shape]`` tensor alone in a storage none of ``inputs`` uses.
+
+    Such a rule result (e.g. a view of a temporary) can be returned to the caller as is, without a copy.
+    """
+    storage = value.untyped_storage()
+    return (
+        value.is_contiguous()
+        and value.storage_offset() == 0
+        and storage.nbytes() == value.numel() * value.element_size()
+        and value.shape[1:] == like.shape
+        and value.dtype == like.dtype
+        and value.device == like.device
+        and all(storage.data_ptr() != x.untyped_storage().data_ptr() for x in inputs)
+    )
+
+
 def _fast_grads(
     model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, plan: Plan, out: Grads
 ) -> None:
-    """Per-example gradients of one chunk by the hook fast path, written into ``out`` (``[b, ...]`` each)."""
+    """Per-example gradients of one chunk by the hook fast path, written into ``out`` (``[b, ...]`` each).
+
+    A key missing from ``out`` is filled by the first rule result for it: the result itself when it is a
+    fresh dense tensor (no copy), else a new buffer; keys no layer reached are zero.
+    """
+    batch = inputs.shape[0]
     written: set[str] = set()
 
+    def buffer(key: str) -> Tensor:
+        if key not in out:
+            out[key] = plan.params[key].new_empty(batch, *plan.params[key].shape)
+        return out[key]
+
     def sink(call: Call, g: Tensor) -> None:
-        fresh = {r: out[k] for r, (k, rows) in call.targets.items() if rows is None and k not in written}
+        fresh = {
+            r: out[k]
+            for r, (k, rows) in call.targets.items()
+            if rows is None and k not in written and k in out
+        }
         grads = call.rule.grad_sample(call.module, call.activation, g, frozenset(call.targets), fresh)
         for role, value in grads.items():
             key, rows = call.targets[role]
-            buf = out[key]
             if key not in written:
                 written.add(key)
-                if rows is not None:
-                    buf.zero_()
-                elif value is not buf:
-                    buf.copy_(value)
+                if rows is None:
+                    if key not in out and _owned(value, plan.params[key], g, call.activation):
+                        out[key] = value
+                    elif value is not out.get(key):
+                        buffer(key).copy_(value)
                     continue
-                else:
-                    continue
+                buffer(key).zero_()
+            buf = out[key]
             (buf if rows is None else buf[:, rows]).add_(value)
         call.activation = None
 
     hook_pass(model, loss_fn, inputs, targets, plan, sink)
-    for key in out.keys() - written:
-        out[key].zero_()
+    for key in plan.params.keys() - written:
+        buffer(key).zero_()
 
 
 def functorch_grads(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, plan: Plan) -> Grads:
@@ -366,7 +397,10 @@ def auto_chunk(plan: Plan) -> int:
 def chunk_grads(
     model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, plan: Plan, out: Grads
 ) -> None:
-    """Per-example gradients of one chunk into ``out`` (fast path if the plan allows, else ``torch.func``)."""
+    """Per-example gradients of one chunk into ``out`` (fast path if the plan allows, else ``torch.func``).
+
+    ``out`` holds a ``[b, *shape]`` buffer per key, or is empty: then the results are stored in it as made.
+    """
     if not plan.uncovered:
         try:
             _fast_grads(model, loss_fn, inputs, targets, plan, out)
@@ -374,7 +408,10 @@ def chunk_grads(
         except FastPathUnavailable:
             plan.uncovered.append("<dynamic>")
     for k, v in functorch_grads(model, loss_fn, inputs, targets, plan).items():
-        out[k].copy_(v)
+        if k in out:
+            out[k].copy_(v)
+        else:
+            out[k] = v.contiguous()
 
 
 def per_example_grads(
@@ -408,6 +445,10 @@ def per_example_grads(
         positive_int("chunk_size", chunk_size)
     plan = make_plan(model)
     step = chunk_size if chunk_size is not None else auto_chunk(plan)
+    out: Grads = {}
+    if step >= batch:  # one pass: the layer rules' own results become the output (no copies)
+        chunk_grads(model, loss_fn, inputs, targets, plan, out)
+        return {k: out[k] for k in plan.params}
     out = {k: p.new_empty(batch, *p.shape) for k, p in plan.params.items()}
     for start in range(0, batch, step):
         sl = slice(start, min(start + step, batch))
