@@ -1,0 +1,356 @@
+"""Run an audit's cells into its output folder, resumably.
+
+The folder holds ``manifest.json`` (the config and its digest, written first), ``results.jsonl`` (one
+JSON object per finished cell, appended, flushed and fsync-ed as each cell finishes), ``cells/<key>.npz``
+(each attack cell's victims and reconstructions, written before its line) and, at the end, the report.
+A rerun with the same config skips every cell that has a line. A truncated last line (the process was
+killed mid-write) is dropped and its cell redone; any other damage, a folder made with another config,
+or a non-empty folder without our manifest is an :class:`AuditError`: nothing in it is overwritten.
+
+What each cell does (the threat model of :func:`gradinfo.privacy.share`):
+
+- attack cell (defense, B, attack): B training examples (seeded, the same for every defense) are one
+  client's batch; the client shares one gradient of the round-start model (train mode: dropout active)
+  under the defense; the attack sees that update and the round-start model only. On sketched updates the
+  server also knows the sketch seed (it must, to de-sketch): ``sketched_inversion`` inverts through the
+  sketch, the other attacks run on the de-sketched estimate R^T s. Under HyperFL the attacker holds the
+  hypernetwork and guesses the client's private embedding and head (it uses the initial ones while the
+  client drew its own), and is given the true labels, which it cannot recover (the head is private).
+  Reconstructions are matched to the victims by the assignment maximising total PSNR (batch order is
+  not recoverable), then scored by PSNR, SSIM and, where labels were recovered, label accuracy.
+- utility cell (defense): FedAvg over the non-IID clients, every client sharing exactly what the attack
+  cell's client shares (``local_steps`` full-batch steps, the delta, the defense); the server de-sketches
+  sketched deltas and averages. HyperFL trains with :func:`hyperfl_train` (the official schedule:
+  a head epoch, then a hypernetwork/embedding epoch, minibatches of 50). Accuracy is on the test split,
+  each test example scored by its client's model (the one global model, except under HyperFL).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor, nn
+
+from gradinfo import __version__
+from gradinfo.privacy.attacks import (
+    dlg,
+    dropout_inversion,
+    inverting_gradients,
+    label_recovery,
+    sketched_inversion,
+)
+from gradinfo.privacy.audit.config import AuditConfig
+from gradinfo.privacy.audit.grid import SKETCHED, Cell, cells, skipped
+from gradinfo.privacy.audit.setup import CLIP, DELTA, Setup, hyperfl_parts, prepare
+from gradinfo.privacy.defenses import hyperfl_model, hyperfl_share, hyperfl_train
+from gradinfo.privacy.fedavg import accuracy, weighted_average
+from gradinfo.privacy.metrics import label_accuracy, psnr, ssim
+from gradinfo.privacy.threat import DPSGD, SharedUpdate, share
+from gradinfo.transform import desketch, sketch, stochastic_quantize, topk_sparsify
+from gradinfo.transform.sketch import SKETCH_KEY
+
+MANIFEST, RESULTS, CELLS = "manifest.json", "results.jsonl", "cells"
+LR = 0.1
+SKETCH_KIND = "countsketch"
+HYPER_EMBED, HYPER_HIDDEN = 16, 32
+
+
+class AuditError(ValueError):
+    """The output folder cannot be used: foreign, made with another config, or corrupt."""
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """What :func:`run` did.
+
+    Attributes:
+        out: the output folder.
+        report: the path of ``report.html``.
+        rows: one dict per cell, in grid order, as written to ``results.jsonl``.
+        computed: cells computed by this call.
+        reused: finished cells found in the folder and not recomputed.
+        seconds: wall time of this call.
+    """
+
+    out: Path
+    report: Path
+    rows: list[dict[str, Any]]
+    computed: int
+    reused: int
+    seconds: float
+
+
+# ---------------------------------------------------------------- what a client shares, what a server sees
+
+
+def _hyperfl_global(setup: Setup) -> nn.Module:
+    extractor, head = hyperfl_parts(setup.model_fn())
+    return hyperfl_model(
+        extractor, head, embed_dim=HYPER_EMBED, hidden_dim=HYPER_HIDDEN, seed=setup.config.seed
+    ).train()
+
+
+def client_update(
+    setup: Setup, defense: str, model: nn.Module, x: Tensor, y: Tensor, *, local_steps: int, seed: int
+) -> SharedUpdate:
+    """What a client holding ``(x [B, ...], y [B])`` shares for ``model`` under ``defense``.
+
+    Sketched updates use the count sketch of seed ``seed`` (fresh per client and round; the server knows
+    it).
+    """
+    common = {"local_steps": local_steps, "lr": LR, "seed": seed}
+    if defense == "hyperfl":
+        return hyperfl_share(
+            model, F.cross_entropy, x, y, defense_name="HyperFL (hypernetwork only)", **common
+        )
+    if defense in setup.sigmas:
+        dp = DPSGD(CLIP, setup.sigmas[defense])
+        update = share(model, F.cross_entropy, x, y, defense=dp, **common)
+    elif defense == "topk-90":
+        update = share(
+            model, F.cross_entropy, x, y, defense=topk_sparsify(0.1), defense_name="top-k 10%", **common
+        )
+    elif defense == "quant-4bit":
+        update = share(model, F.cross_entropy, x, y, defense=stochastic_quantize(4, seed=seed), **common)
+    else:
+        update = share(model, F.cross_entropy, x, y, **common)
+    if defense in SKETCHED:
+        compress = sketch(setup.sketch_dim, seed=seed, kind=SKETCH_KIND)
+        s, _ = compress.update(update.grads, compress.init(update.grads))
+        update = dataclasses.replace(
+            update, grads=s, defense=f"{update.defense} + count sketch {setup.sketch_dim}"
+        )
+    return update
+
+
+def server_view(setup: Setup, model: nn.Module, update: SharedUpdate, seed: int) -> SharedUpdate:
+    """The update as parameter-shaped tensors: de-sketched (R^T s, unbiased) when sketched, else as is."""
+    if SKETCH_KEY not in update.grads:
+        return update
+    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    expand = desketch(setup.sketch_dim, seed=seed, kind=SKETCH_KIND)
+    grads, _ = expand.update(update.grads, expand.init(params))
+    return dataclasses.replace(update, grads=grads)
+
+
+# ---------------------------------------------------------------- cells
+
+
+def victims(setup: Setup, batch: int) -> tuple[Tensor, Tensor]:
+    """B training examples ``([B, C, H, W], [B])``, seeded by (seed, B), the same for every defense."""
+    x, y = setup.train
+    pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(setup.config.seed * 1000 + batch))
+    return x[pick[:batch]], y[pick[:batch]]
+
+
+def _match(rec: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Reorder ``rec`` ``[B, ...]`` to the victims ``x`` by the assignment maximising total PSNR."""
+    batch = x.shape[0]
+    pairs = torch.stack([psnr(rec, x[j : j + 1].expand_as(rec)) for j in range(batch)], dim=1)  # [B, B]
+    rows, cols = linear_sum_assignment(pairs.clamp(max=200).numpy(), maximize=True)
+    order = torch.as_tensor(rows[np.argsort(cols)])  # rec index matched to each victim
+    return rec[order], pairs[order, torch.arange(batch)]
+
+
+def attack_cell(setup: Setup, cell: Cell, out: Path) -> dict[str, Any]:
+    """Run one attack cell; write its npz; return its row."""
+    config, defense, batch = setup.config, cell.defense, int(cell.batch_size or 1)
+    x, y = victims(setup, batch)
+    seed = config.seed * 1000 + batch  # the same update for every attack on (defense, B)
+    if defense == "hyperfl":
+        attacker = _hyperfl_global(setup)
+        victim = copy.deepcopy(attacker)
+        with torch.random.fork_rng(devices=[]):  # the client's private embedding and head
+            torch.manual_seed(seed + 1)
+            victim.embedding.data.normal_()
+            victim.head.reset_parameters()
+    else:
+        attacker = victim = setup.model_fn()
+    update = client_update(setup, defense, victim, x, y, local_steps=1, seed=seed)
+    view = server_view(setup, attacker, update, seed)
+    labels = y if defense == "hyperfl" else None
+    opts = {"input_shape": setup.input_shape, "seed": seed}
+    search = {"iterations": config.iterations, "restarts": config.restarts}
+    if cell.attack == "label_recovery":
+        rec = label_recovery(attacker, view, **opts)
+    elif cell.attack == "sketched_inversion":
+        rec = sketched_inversion(attacker, update, sketch_seed=seed, kind=SKETCH_KIND, **search, **opts)
+    elif cell.attack == "inverting_gradients":
+        rec = inverting_gradients(attacker, view, labels=labels, **search, **opts)
+    elif cell.attack == "dropout_inversion":
+        rec = dropout_inversion(attacker, view, labels=labels, **search, **opts)
+    else:
+        rec = dlg(attacker, view, box=(0.0, 1.0), **search, **opts)
+    row: dict[str, Any] = {
+        "cell": cell.key, "kind": "attack", "defense": defense, "attack": cell.attack, "batch_size": batch,
+        "shared": update.defense, "labels_given": labels is not None, "seconds": rec.seconds,
+        "psnr": None, "psnr_per_image": None, "ssim": None, "label_accuracy": None,
+    }  # fmt: skip
+    if rec.labels is not None and labels is None and rec.labels.dim() == 1:
+        row["label_accuracy"] = label_accuracy(rec.labels.long(), y)
+    elif rec.labels is not None and labels is None:  # soft labels [B, K] (dlg)
+        row["label_accuracy"] = label_accuracy(rec.labels.argmax(-1), y)
+    if rec.inputs.numel() == x.numel():
+        matched, scores = _match(rec.inputs.detach().float().clamp(0, 1).reshape(x.shape), x)
+        row["psnr"] = float(scores.clamp(max=100).mean())
+        row["psnr_per_image"] = [float(s) for s in scores.clamp(max=100)]
+        row["ssim"] = float(ssim(matched, x).mean()) if min(x.shape[-2:]) > 5 else None
+        path = out / CELLS / f"{cell.key}.npz"
+        path.parent.mkdir(exist_ok=True)
+        np.savez_compressed(path, original=x.numpy(), recovered=matched.numpy())
+    return row
+
+
+def utility_cell(setup: Setup, cell: Cell) -> dict[str, Any]:
+    """Train one defense federatedly; return its row with the test-accuracy curve."""
+    config, defense = setup.config, cell.defense
+    start = time.perf_counter()
+    if defense == "hyperfl":
+        history = hyperfl_train(
+            lambda: _hyperfl_global(setup), setup.clients, config.rounds, test=setup.tests,
+            local_epochs=1, head_epochs=1, batch_size=50, seed=config.seed,
+        )  # fmt: skip
+        curve = history.accuracy
+    else:
+        model = setup.model_fn()
+        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        sizes = [float(len(y)) for _, y in setup.clients]
+        curve = [accuracy(model, *setup.test)]
+        for t in range(config.rounds):
+            deltas = []
+            for k, (x, y) in enumerate(setup.clients):
+                seed = config.seed * 1_000_003 + 7919 * (t + 1) + k
+                update = client_update(setup, defense, model, x, y, local_steps=config.local_steps, seed=seed)
+                deltas.append(server_view(setup, model, update, seed).grads)
+            step = weighted_average(deltas, sizes)
+            with torch.no_grad():
+                for n, p in params.items():
+                    p.sub_(step[n])
+            curve.append(accuracy(model, *setup.test))
+    return {
+        "cell": cell.key, "kind": "utility", "defense": defense, "accuracy": curve[-1], "accuracy_curve": curve,
+        "noise_multiplier": setup.sigmas.get(defense), "epsilon": setup.epsilons.get(defense),
+        "delta": DELTA if defense in setup.sigmas else None, "seconds": time.perf_counter() - start,
+    }  # fmt: skip
+
+
+def run_cell(setup: Setup, cell: Cell, out: Path) -> dict[str, Any]:
+    """One cell's row (attack or utility)."""
+    return attack_cell(setup, cell, out) if cell.kind == "attack" else utility_cell(setup, cell)
+
+
+# ---------------------------------------------------------------- the output folder
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(set(old) | set(new))
+    return "; ".join(
+        f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k)
+    )
+
+
+def open_out(config: AuditConfig, keys: set[str]) -> dict[str, dict[str, Any]]:
+    """Create or reopen ``config.out``; return the finished rows by cell key.
+
+    Raises:
+        AuditError: a non-empty folder without our manifest, a manifest of another config, or a corrupt
+            manifest / results file (other than a truncated last line, which is dropped).
+    """
+    out = config.out
+    manifest = out / MANIFEST
+    if out.is_dir() and any(out.iterdir()):
+        if not manifest.is_file():
+            raise AuditError(
+                f"--out {str(out)!r} is not empty and holds no audit (no {MANIFEST}); choose a new or empty folder"
+            )
+        try:
+            saved = json.loads(manifest.read_text())
+            old = saved["config"]
+            digest = saved["digest"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise AuditError(f"{str(manifest)!r} is corrupt ({err}); choose another --out") from err
+        if digest != config.digest():
+            raise AuditError(
+                f"--out {str(out)!r} holds an audit with another configuration ({_diff(old, config.fingerprint())}); "
+                "rerun with the same options to resume, or choose another --out"
+            )
+        return _read_results(out / RESULTS, keys)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f"{MANIFEST}.tmp"
+    payload = {"digest": config.digest(), "config": config.fingerprint(), "gradinfo": __version__}
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, manifest)
+    return {}
+
+
+def _read_results(path: Path, keys: set[str]) -> dict[str, dict[str, Any]]:
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):  # a line cut short by a kill: drop it, its cell is redone
+        with path.open("r+b") as f:
+            f.truncate(end)
+    rows: dict[str, dict[str, Any]] = {}
+    for number, line in enumerate(data[:end].decode("utf-8", "replace").splitlines(), start=1):
+        try:
+            row = json.loads(line)
+            key = row["cell"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise AuditError(
+                f"{str(path)!r} line {number} is corrupt ({type(err).__name__}: {err}); it was not written by "
+                "this audit as it stands: move the folder away or choose another --out"
+            ) from err
+        if key not in keys or key in rows:
+            why = "repeats a cell" if key in rows else "names a cell this audit does not have"
+            raise AuditError(f"{str(path)!r} line {number} {why} ({key!r}); choose another --out")
+        rows[key] = row
+    return rows
+
+
+def _append(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def run(config: AuditConfig, *, progress: bool = True) -> AuditResult:
+    """Prepare, open the folder, run every unfinished cell, write the report.
+
+    Raises:
+        AuditConfigError: bad inputs (before any work). AuditError: an unusable output folder.
+    """
+    from gradinfo.privacy.audit.report import write_report
+
+    start = time.perf_counter()
+    setup = prepare(config)
+    grid = cells(config)
+    done = open_out(config, {c.key for c in grid})
+    reused = len(done)
+    todo = [c for c in grid if c.key not in done]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task("audit", total=len(grid), completed=reused)
+        for cell in todo:
+            bar.update(task, description=cell.key)
+            row = run_cell(setup, cell, config.out)
+            _append(config.out / RESULTS, row)
+            done[cell.key] = row
+            bar.advance(task)
+        bar.update(task, description="audit done")
+    rows = [done[c.key] for c in grid]
+    report = write_report(setup, rows, skipped(config), config.out)
+    return AuditResult(config.out, report, rows, len(todo), reused, time.perf_counter() - start)
