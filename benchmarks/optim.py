@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    console = Console()
+    console = Console(width=150)
     console.print(f"threads {args.threads}, load average before: {os.getloadavg()}")
 
     data = load("text", split="train", seed=0, block_size=128, max_bytes=8 * 128 + 1)

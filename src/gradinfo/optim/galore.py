@@ -430,7 +430,7 @@ class GaLoreAdamW(GroupTransformOptimizer):
     summary="GaLore with INT4 projectors, lazy layer-adaptive SVD refresh, stochastic-rounded INT8 weights",
     claim="gradinfo.claims.q_galore:check",
     example="gradinfo.optim.galore:Q_CONFORMANCE",
-    status="verified",
+    status="implemented",
 )
 class QGaLoreAdamW(GaLoreAdamW):
     """Q-GaLore: GaLore with INT4 projectors, lazy layer-adaptive refresh and INT8 weights.
