@@ -98,7 +98,9 @@ def _gpt2(figures: dict[str, float], seed: int) -> None:
     config = LoraConfig(
         r=RANK, lora_alpha=RANK, target_modules=["c_attn"], layers_to_transform=[0], fan_in_fan_out=True
     )
-    model = get_peft_model(tiny_gpt2(seed=seed), config)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # peft draws lora_A's initialisation from the global RNG
+        model = get_peft_model(tiny_gpt2(seed=seed), config)
     _warm(model, _lm_loss, public.x[warm], public.y[warm])
     _measure(figures, "gpt2_lora", model, _lm_loss, train.x[pick], train.y[pick], seed)
 
@@ -124,9 +126,10 @@ def _minilm(figures: dict[str, float], seed: int) -> None:
     y = torch.randint(0, 2, (len(x),), generator=gen)  # [8]
     warm_y = torch.randint(0, 2, (len(warm_x),), generator=gen)  # [8]
 
-    torch.manual_seed(seed)
     config = LoraConfig(r=RANK, lora_alpha=RANK, target_modules=["query"], layers_to_transform=[0])
-    lora = _Classifier(get_peft_model(encoder.model, config), classes=2)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # lora_A's and the head's initialisation come from the global RNG
+        lora = _Classifier(get_peft_model(encoder.model, config), classes=2)
     _warm(lora, F.cross_entropy, warm_x, warm_y)
     _measure(figures, "minilm_lora", lora, F.cross_entropy, x, y, seed)
 
@@ -134,8 +137,10 @@ def _minilm(figures: dict[str, float], seed: int) -> None:
     for p in base.parameters():
         p.requires_grad_(False)
     base.get_input_embeddings().weight.requires_grad_(True)
-    torch.manual_seed(seed)
-    _measure(figures, "minilm_embedding", _Classifier(base, classes=2), F.cross_entropy, x, y, seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        head = _Classifier(base, classes=2)
+    _measure(figures, "minilm_embedding", head, F.cross_entropy, x, y, seed)
 
 
 def check(seed: int = 0) -> ClaimResult:
