@@ -27,8 +27,6 @@ _PLANNED: tuple[tuple[int, str, str, str], ...] = (
      "Aux reversible branch feeds 0.25-weighted aux-head gradients into the main backbone; removed at test"),
     (3, "gradctrl", "generate",
      "Moves a GAN latent along a latent-classifier gradient, zeroing channels excluded attributes use"),
-    (4, "generative_prior", "privacy",
-     "Inversion through a generator: optimise the latent z so that G(z)'s gradients match the shared ones"),
     (5, "gm_nas", "train",
      "Splits the supernet edge whose candidate ops give the most dissimilar shared-weight gradients"),
     (6, "sketched_gd", "optim",
