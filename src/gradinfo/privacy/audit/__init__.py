@@ -8,7 +8,7 @@ entry point; ``gradinfo audit`` the command line.
 from __future__ import annotations
 
 from gradinfo.privacy.audit.config import ATTACKS, DEFENSES, AuditConfig, AuditConfigError, make_config
-from gradinfo.privacy.audit.run import AuditError, AuditResult, run
+from gradinfo.privacy.audit.run import AuditError, AuditResult, run_audit
 
 
 def audit(config: AuditConfig, *, progress: bool = True) -> AuditResult:
@@ -29,7 +29,7 @@ def audit(config: AuditConfig, *, progress: bool = True) -> AuditResult:
     """
     if not isinstance(config, AuditConfig):
         raise TypeError(f"config must be an AuditConfig (see make_config), got {type(config).__name__}")
-    return run(config, progress=progress)
+    return run_audit(config, progress=progress)
 
 
 __all__ = [

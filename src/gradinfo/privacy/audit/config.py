@@ -46,7 +46,7 @@ DEFAULT_DEFENSES: tuple[str, ...] = tuple(DEFENSES)
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 BUILTIN_DATA: tuple[str, ...] = ("photos", "digits")
 
-QUICK = {"batch_sizes": (1, 4), "iterations": 40, "rounds": 6, "local_steps": 2, "restarts": 1}
+QUICK = {"batch_sizes": (1, 4), "iterations": 200, "rounds": 8, "local_steps": 4, "restarts": 1}
 FULL = {"batch_sizes": (1, 2, 4, 8), "iterations": 300, "rounds": 20, "local_steps": 3, "restarts": 2}
 """The default grid and the ``--full`` one (options given explicitly override either)."""
 

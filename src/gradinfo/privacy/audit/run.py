@@ -327,7 +327,7 @@ def _append(path: Path, row: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def run(config: AuditConfig, *, progress: bool = True) -> AuditResult:
+def run_audit(config: AuditConfig, *, progress: bool = True) -> AuditResult:
     """Prepare, open the folder, run every unfinished cell, write the report.
 
     Raises:

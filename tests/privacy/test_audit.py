@@ -1,0 +1,245 @@
+"""The audit job: config validation, resume, foreign/corrupt folders, the report, the CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import gradinfo.privacy.audit.run as audit_run
+from gradinfo.cli import app
+from gradinfo.privacy.audit import DEFENSES, AuditConfigError, AuditError, audit, make_config
+from gradinfo.privacy.audit.config import AuditConfig
+from gradinfo.privacy.audit.grid import cells
+from gradinfo.privacy.audit.setup import prepare
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> str:
+    """40 random 3x8x8 images in [0, 1], 4 classes, as an .npz."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x=rng.random((40, 3, 8, 8)).astype(np.float32), y=np.arange(40) % 4)
+    return str(path)
+
+
+def tiny(data: str, out: Path, **options: Any) -> AuditConfig:
+    base = {"data": data, "out": out, "defenses": "none", "attacks": "inverting_gradients,label_recovery",
+            "batch_sizes": "1", "iterations": 2, "rounds": 1, "local_steps": 1, "clients": 2}  # fmt: skip
+    return make_config(**{**base, **options})
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# ------------------------------------------------------------------ validation
+
+
+def test_every_mistake_is_reported_at_once_one_line_each(tmp_path: Path) -> None:
+    with pytest.raises(AuditConfigError) as info:
+        make_config(
+            attacks="inverting_gradients,deep_magic",
+            defenses="none,tinfoil",
+            batch_sizes="1,0,-2,x",
+            iterations=0,
+            clients=1,
+            seed=-1,
+            data=str(tmp_path / "missing.npz"),
+            model="no_colon_here",
+        )
+    found = info.value.lines
+    assert len(found) == 8, found
+    for option in ("--attacks", "--defenses", "--batch-sizes", "--iterations", "--clients", "--seed", "--data",
+                   "--model"):  # fmt: skip
+        assert sum(line.startswith(option + ":") for line in found) == 1, (option, found)
+    attacks = next(line for line in found if line.startswith("--attacks"))
+    assert "'deep_magic'" in attacks and "dropout_inversion" in attacks  # lists the valid names
+    sizes = next(line for line in found if line.startswith("--batch-sizes"))
+    assert "'0'" in sizes and "'-2'" in sizes and "'x'" in sizes
+
+
+def test_defaults_are_the_issue_grid() -> None:
+    config = make_config()
+    assert config.batch_sizes == (1, 4)
+    assert config.defenses == tuple(DEFENSES)
+    assert set(config.attacks) >= {"inverting_gradients", "dropout_inversion", "label_recovery"}
+    assert config.clients == 10 and config.out == Path("gradinfo-audit")
+
+
+def test_folder_without_images_npz_without_y_and_bad_factories(tmp_path: Path, monkeypatch: Any) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("no images here")
+    with pytest.raises(AuditConfigError, match="holds no images"):
+        prepare(make_config(data=str(folder), out=tmp_path / "o"))
+    np.savez(tmp_path / "nox.npz", x=np.zeros((4, 3, 8, 8), np.float32))
+    with pytest.raises(AuditConfigError, match="must contain arrays 'x' and 'y'; missing y"):
+        prepare(make_config(data=str(tmp_path / "nox.npz"), out=tmp_path / "o"))
+    (tmp_path / "user_factories.py").write_text("def not_a_module():\n    return 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(AuditConfigError, match="expected an nn.Module"):
+        prepare(make_config(model="user_factories:not_a_module", out=tmp_path / "o"))
+    with pytest.raises(AuditConfigError, match="cannot import module 'no_such_module_xyz'"):
+        prepare(make_config(model="no_such_module_xyz:build", out=tmp_path / "o"))
+    sys.modules.pop("user_factories", None)
+
+
+def test_folder_of_images_loads_with_one_class_per_subfolder(tmp_path: Path) -> None:
+    import skimage.io
+
+    rng = np.random.default_rng(0)
+    for c in ("cats", "dogs"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(10):
+            skimage.io.imsave(
+                tmp_path / "imgs" / c / f"{i}.png", (rng.random((20, 24, 3)) * 255).astype(np.uint8)
+            )
+    setup = prepare(make_config(data=str(tmp_path / "imgs"), out=tmp_path / "o", clients=2, defenses="none"))
+    assert setup.input_shape == (3, 32, 32) and setup.num_classes == 2
+    assert len(setup.train[1]) + len(setup.test[1]) == 20
+
+
+# ------------------------------------------------------------------ running and resuming
+
+
+def test_resume_after_interruption_redoes_no_finished_cell(
+    tiny_data: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    out = tmp_path / "audit"
+    config = tiny(tiny_data, out)
+    keys = [c.key for c in cells(config)]
+    assert len(keys) == 3
+    real, calls = audit_run.run_cell, []
+
+    def interrupted(setup: Any, cell: Any, folder: Path) -> dict[str, Any]:
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(cell.key)
+        return real(setup, cell, folder)
+
+    monkeypatch.setattr(audit_run, "run_cell", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        audit(config, progress=False)
+    first = lines(out / "results.jsonl")
+    assert [r["cell"] for r in first] == keys[:2]
+
+    calls.clear()
+    monkeypatch.setattr(audit_run, "run_cell", lambda s, c, f: calls.append(c.key) or real(s, c, f))
+    result = audit(config, progress=False)
+    assert calls == keys[2:]  # only the unfinished cell ran
+    assert (result.computed, result.reused) == (1, 2)
+    assert [r["cell"] for r in lines(out / "results.jsonl")] == keys
+    assert result.rows[:2] == first  # finished rows kept as they were
+    assert (out / "report.html").is_file()
+
+    calls.clear()
+    again = audit(config, progress=False)
+    assert calls == [] and again.computed == 0 and again.reused == 3
+
+
+def test_truncated_last_line_is_dropped_and_its_cell_redone(tiny_data: str, tmp_path: Path) -> None:
+    out = tmp_path / "audit"
+    config = tiny(tiny_data, out)
+    audit(config, progress=False)
+    path = out / "results.jsonl"
+    text = path.read_text()
+    last = text.rstrip("\n").rsplit("\n", 1)[1]
+    path.write_text(text[: len(text) - len(last) - 1 + len(last) // 2])  # kill mid-write of the last line
+    result = audit(config, progress=False)
+    assert (result.computed, result.reused) == (1, 2)
+    assert [r["cell"] for r in lines(path)] == [c.key for c in cells(config)]
+
+
+def test_corrupt_middle_line_is_an_error_and_nothing_is_overwritten(tiny_data: str, tmp_path: Path) -> None:
+    out = tmp_path / "audit"
+    config = tiny(tiny_data, out)
+    audit(config, progress=False)
+    path = out / "results.jsonl"
+    rows = path.read_text().splitlines()
+    damaged = "\n".join([rows[0], "{not json", *rows[2:]]) + "\n"
+    path.write_text(damaged)
+    with pytest.raises(AuditError, match="line 2 is corrupt"):
+        audit(config, progress=False)
+    assert path.read_text() == damaged
+
+
+def test_foreign_folder_is_refused_untouched(tiny_data: str, tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(AuditError, match="not empty and holds no audit"):
+        audit(tiny(tiny_data, out), progress=False)
+    assert [p.name for p in out.iterdir()] == ["thesis.tex"]
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+def test_other_config_into_same_folder_names_the_difference(tiny_data: str, tmp_path: Path) -> None:
+    out = tmp_path / "audit"
+    audit(tiny(tiny_data, out), progress=False)
+    before = (out / "results.jsonl").read_text()
+    with pytest.raises(AuditError, match="iterations: 2 there, 3 now"):
+        audit(tiny(tiny_data, out, iterations=3), progress=False)
+    assert (out / "results.jsonl").read_text() == before
+
+
+def test_report_names_every_defense_and_links_its_figures(tiny_data: str, tmp_path: Path) -> None:
+    out = tmp_path / "audit"
+    config = tiny(
+        tiny_data, out, defenses=",".join(DEFENSES), attacks="inverting_gradients,sketched_inversion"
+    )
+    result = audit(config, progress=False)
+    report = result.report.read_text()
+    for defense in DEFENSES:
+        assert f'<td class="l">{defense}</td>' in report
+        assert (out / "figures" / f"recon-{defense}.png").is_file()
+    assert "figures/privacy-utility.png" in report and (out / "figures" / "privacy-utility.png").is_file()
+    assert "LPIPS is not reported" in report and "90% of the coordinates are dropped" in report
+    utility = {r["defense"]: r for r in result.rows if r["kind"] == "utility"}
+    assert utility["dp-eps1"]["noise_multiplier"] > utility["dp-eps8"]["noise_multiplier"] > 0
+    assert utility["dp-eps8"]["epsilon"] <= 8.0 and utility["dp-eps1"]["epsilon"] <= 1.0
+    assert utility["none"]["epsilon"] is None
+    sketched = [r["defense"] for r in result.rows if r.get("attack") == "sketched_inversion"]
+    assert sorted(sketched) == ["sketch-d10", "sketch-dp"]
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in utility.values())
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_cli_bad_batch_size_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["audit", "--batch-sizes", "0", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    found = result.stderr.strip().splitlines()
+    assert len(found) == 1 and found[0].startswith("error: --batch-sizes:"), result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
+
+
+def test_cli_runs_a_tiny_audit(tiny_data: str, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    args = ["audit", "--data", tiny_data, "--defenses", "none", "--attacks", "label_recovery", "--batch-sizes",
+            "1,2", "--iterations", "1", "--rounds", "1", "--local-steps", "1", "--clients", "2", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "audit finished in" in result.stdout
+    assert len(lines(out / "results.jsonl")) == 3 and (out / "report.html").is_file()
+
+
+# ------------------------------------------------------------------ the default audit
+
+
+@pytest.mark.slow
+def test_default_audit_finishes_and_dp_lowers_leakage(tmp_path: Path) -> None:
+    result = audit(make_config(out=tmp_path / "audit"), progress=False)
+    rows = [
+        r for r in result.rows if r["kind"] == "attack" and r["psnr"] is not None and r["batch_size"] == 1
+    ]
+    undefended = max(r["psnr"] for r in rows if r["defense"] == "none")
+    dp = max(r["psnr"] for r in rows if r["defense"] == "dp-eps1")
+    assert undefended > dp
+    assert len(result.rows) == len(cells(make_config()))
