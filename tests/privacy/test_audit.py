@@ -55,8 +55,8 @@ def test_every_mistake_is_reported_at_once_one_line_each(tmp_path: Path) -> None
         )
     found = info.value.lines
     assert len(found) == 8, found
-    for option in ("--attacks", "--defenses", "--batch-sizes", "--iterations", "--clients", "--seed", "--data",
-                   "--model"):  # fmt: skip
+    options = ("--attacks", "--defenses", "--batch-sizes", "--iterations", "--clients", "--seed", "--data")
+    for option in (*options, "--model"):
         assert sum(line.startswith(option + ":") for line in found) == 1, (option, found)
     attacks = next(line for line in found if line.startswith("--attacks"))
     assert "'deep_magic'" in attacks and "dropout_inversion" in attacks  # lists the valid names
@@ -83,7 +83,7 @@ def test_folder_without_images_npz_without_y_and_bad_factories(tmp_path: Path, m
         prepare(make_config(data=str(tmp_path / "nox.npz"), out=tmp_path / "o"))
     (tmp_path / "user_factories.py").write_text("def not_a_module():\n    return 42\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(AuditConfigError, match="expected an nn.Module"):
+    with pytest.raises(AuditConfigError, match=r"expected an nn\.Module"):
         prepare(make_config(model="user_factories:not_a_module", out=tmp_path / "o"))
     with pytest.raises(AuditConfigError, match="cannot import module 'no_such_module_xyz'"):
         prepare(make_config(model="no_such_module_xyz:build", out=tmp_path / "o"))
@@ -222,8 +222,20 @@ def test_cli_bad_batch_size_exits_2_with_one_line(tmp_path: Path) -> None:
 
 def test_cli_runs_a_tiny_audit(tiny_data: str, tmp_path: Path) -> None:
     out = tmp_path / "o"
-    args = ["audit", "--data", tiny_data, "--defenses", "none", "--attacks", "label_recovery", "--batch-sizes",
-            "1,2", "--iterations", "1", "--rounds", "1", "--local-steps", "1", "--clients", "2", "--out", str(out)]  # fmt: skip
+    args = ["audit", "--data", tiny_data, "--defenses", "none", "--attacks", "label_recovery"]
+    args += [
+        "--batch-sizes",
+        "1,2",
+        "--iterations",
+        "1",
+        "--rounds",
+        "1",
+        "--local-steps",
+        "1",
+        "--clients",
+        "2",
+    ]
+    args += ["--out", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "audit finished in" in result.stdout

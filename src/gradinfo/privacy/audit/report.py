@@ -192,7 +192,8 @@ def write_report(
         "<li>top-k 90% is read as: 90% of the coordinates are dropped, the 10% of largest magnitude are "
         "sent (one global top-k over all parameters).</li>",
         f"<li>Sketches are count sketches to d/10 = {setup.sketch_dim} coordinates, fresh per client and "
-        "round. The server knows the sketch seed (it needs it to de-sketch), so <code>sketched_inversion</code> "
+        "round. The server knows the sketch seed (it needs it to de-sketch), so "
+        "<code>sketched_inversion</code> "
         "inverts through the sketch; the other attacks see the de-sketched estimate R<sup>T</sup>s. "
         "sketch-dp is DP-SGD at epsilon 8 followed by the sketch (post-processing: the same epsilon).</li>",
         "<li>HyperFL: the client shares only the hypernetwork's gradient; its embedding and classifier head "
@@ -204,8 +205,8 @@ def write_report(
         "at run time. PSNR and SSIM are torchmetrics'.</li></ul>",
     ]
     if skipped:
-        parts.append("<p class='note'>Not run: " + "; ".join(
-            f"{html.escape(a)} on {html.escape(d)} ({html.escape(why)})" for a, d, why in skipped) + ".</p>")  # fmt: skip
+        pairs = [f"{html.escape(a)} on {html.escape(d)} ({html.escape(why)})" for a, d, why in skipped]
+        parts.append("<p class='note'>Not run: " + "; ".join(pairs) + ".</p>")
     parts += ["<h2>Privacy-utility</h2>", f"<img src='{scatter}' alt='privacy-utility scatter'>"]
     if dp_rows:
         parts += [
@@ -222,7 +223,7 @@ def write_report(
                     "steps",
                 ],
                 dp_rows,
-            ),  # fmt: skip
+            ),
             "<p class='note'>Each client takes full-batch DP-SGD steps on its own data (no subsampling "
             "amplification claimed); sigma is the smallest meeting the target by dp-accounting's RDP "
             "accountant over rounds x local steps.</p>",

@@ -240,7 +240,8 @@ def utility_cell(setup: Setup, cell: Cell) -> dict[str, Any]:
                     p.sub_(step[n])
             curve.append(accuracy(model, *setup.test))
     return {
-        "cell": cell.key, "kind": "utility", "defense": defense, "accuracy": curve[-1], "accuracy_curve": curve,
+        "cell": cell.key, "kind": "utility", "defense": defense, "accuracy": curve[-1],
+        "accuracy_curve": curve,
         "noise_multiplier": setup.sigmas.get(defense), "epsilon": setup.epsilons.get(defense),
         "delta": DELTA if defense in setup.sigmas else None, "seconds": time.perf_counter() - start,
     }  # fmt: skip
@@ -273,7 +274,8 @@ def open_out(config: AuditConfig, keys: set[str]) -> dict[str, dict[str, Any]]:
     if out.is_dir() and any(out.iterdir()):
         if not manifest.is_file():
             raise AuditError(
-                f"--out {str(out)!r} is not empty and holds no audit (no {MANIFEST}); choose a new or empty folder"
+                f"--out {str(out)!r} is not empty and holds no audit (no {MANIFEST}); "
+                "choose a new or empty folder"
             )
         try:
             saved = json.loads(manifest.read_text())
@@ -283,7 +285,8 @@ def open_out(config: AuditConfig, keys: set[str]) -> dict[str, dict[str, Any]]:
             raise AuditError(f"{str(manifest)!r} is corrupt ({err}); choose another --out") from err
         if digest != config.digest():
             raise AuditError(
-                f"--out {str(out)!r} holds an audit with another configuration ({_diff(old, config.fingerprint())}); "
+                f"--out {str(out)!r} holds an audit with another configuration "
+                f"({_diff(old, config.fingerprint())}); "
                 "rerun with the same options to resume, or choose another --out"
             )
         return _read_results(out / RESULTS, keys)
@@ -310,8 +313,8 @@ def _read_results(path: Path, keys: set[str]) -> dict[str, dict[str, Any]]:
             key = row["cell"]
         except (ValueError, KeyError, TypeError) as err:
             raise AuditError(
-                f"{str(path)!r} line {number} is corrupt ({type(err).__name__}: {err}); it was not written by "
-                "this audit as it stands: move the folder away or choose another --out"
+                f"{str(path)!r} line {number} is corrupt ({type(err).__name__}: {err}); it was not "
+                "written by this audit as it stands: move the folder away or choose another --out"
             ) from err
         if key not in keys or key in rows:
             why = "repeats a cell" if key in rows else "names a cell this audit does not have"
