@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from gradinfo import __version__
 from gradinfo.claims import ClaimResult
 from gradinfo.cli import app
-from gradinfo.core.registry import isolated_registry, register
+from gradinfo.core.registry import isolated_registry, plan, register
 from gradinfo.methods import all_methods, markdown_table
 
 runner = CliRunner()
@@ -73,11 +73,20 @@ def test_methods_markdown_is_the_readme_table() -> None:
     assert result.exit_code == 0 and result.stdout == markdown_table(all_methods()) + "\n"
 
 
-def test_methods_filters() -> None:
+@pytest.fixture
+def planned_fake() -> Iterator[None]:
+    """A scratch registry holding the real methods plus one planned fake in the optim family."""
+    all_methods()
+    with isolated_registry():
+        plan("fake_planned", family="optim", paper=25, summary="a planned method for the CLI tests")
+        yield
+
+
+def test_methods_filters(planned_fake: None) -> None:
     result = runner.invoke(app, ["methods", "--json", "--family", "optim", "--status", "planned"])
     rows = json.loads(result.stdout)
     expected = [m.name for m in all_methods() if m.family == "optim" and m.status == "planned"]
-    assert [r["name"] for r in rows] == expected and "diffgrad" in expected
+    assert [r["name"] for r in rows] == expected and "fake_planned" in expected
 
 
 def test_methods_with_no_match_says_so() -> None:
@@ -95,11 +104,11 @@ def test_methods_with_no_match_says_so() -> None:
         (["methods", "--json", "--markdown"], "exclude each other"),
         (["reproduce", "dgl"], "no method named 'dgl'; did you mean dlg"),
         (["reproduce", "zzzzzz"], "gradinfo methods"),
-        (["reproduce", "diffgrad"], "'diffgrad' is planned and has no claim check"),
-        (["reproduce", "diffgrad", "--seed", "-1"], "--seed must be >= 0"),
+        (["reproduce", "fake_planned"], "'fake_planned' is planned and has no claim check"),
+        (["reproduce", "fake_planned", "--seed", "-1"], "--seed must be >= 0"),
     ],
 )
-def test_user_errors_print_one_line_and_exit_2(args: list[str], fragment: str) -> None:
+def test_user_errors_print_one_line_and_exit_2(args: list[str], fragment: str, planned_fake: None) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert fragment in _one_error_line(result.stderr)

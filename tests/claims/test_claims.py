@@ -14,7 +14,7 @@ import torch
 from rich.console import Console
 
 from gradinfo.claims import ClaimResult, run_claim
-from gradinfo.core.registry import get, isolated_registry, register
+from gradinfo.core.registry import get, isolated_registry, plan, register
 from gradinfo.methods import all_methods
 
 CRITERION = "gap >= 3 dB"
@@ -95,12 +95,15 @@ def test_run_claim_rejects_malformed_results(check: str, error: type) -> None:
 
 
 def test_run_claim_user_errors() -> None:
-    with pytest.raises(KeyError, match="no method named"):
-        run_claim("no_such_method")
-    with pytest.raises(LookupError, match="no claim check"):
-        run_claim("diffgrad")  # planned
-    with pytest.raises(ValueError, match="seed"):
-        run_claim("diffgrad", seed=-1)
+    all_methods()
+    with isolated_registry():
+        plan("fake_planned", family="optim", paper=25, summary="a planned method")
+        with pytest.raises(KeyError, match="no method named"):
+            run_claim("no_such_method")
+        with pytest.raises(LookupError, match="no claim check"):
+            run_claim("fake_planned")
+        with pytest.raises(ValueError, match="seed"):
+            run_claim("fake_planned", seed=-1)
 
 
 # --- every registered claim check -----------------------------------------------------------------
