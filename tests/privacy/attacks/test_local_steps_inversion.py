@@ -1,4 +1,4 @@
-"""local_steps_inversion: unrolled delta equals the K-step delta of share() (float64); the attack inverts it."""
+"""local_steps_inversion: the unrolled delta equals the K-step delta of share(); the attack inverts it."""
 
 from __future__ import annotations
 
