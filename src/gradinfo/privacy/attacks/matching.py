@@ -185,8 +185,8 @@ def _functional_copy(
     net = copy.deepcopy(model).eval()
     shapes: dict[str, tuple[int, ...]] = {}
     rates: dict[str, float] = {}
+    hooks = []
     if dropout_masks:
-        hooks = []
         for name, mod in net.named_modules():
             if isinstance(mod, nn.Dropout) and mod.p > 0:
                 rates[name] = float(mod.p)
@@ -204,7 +204,7 @@ def _functional_copy(
                 f"the model cannot take a batch of shape {tuple(probe.shape)} (batch_size, *input_shape): "
                 f"{err}; pass the input_shape one example has"
             ) from err
-    for hook in hooks if dropout_masks else []:
+    for hook in hooks:
         hook.remove()
     if out.dim() != 2:
         raise ValueError(f"the model must output class logits [B, K], got shape {tuple(out.shape)}")
