@@ -23,7 +23,6 @@ from gradinfo.privacy.attacks import dlg
 CLIENTS = 4
 ITERATIONS = 100
 RESTARTS = 4
-SLOW = True
 
 
 def check(seed: int = 0) -> ClaimResult:
