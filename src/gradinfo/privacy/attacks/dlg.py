@@ -85,13 +85,7 @@ def dlg(
         schedule="none",
         seed=seed,
     )
-    return Reconstruction(
-        inputs=result.inputs,
-        labels=result.labels.argmax(-1),
-        loss_trace=result.trace,
-        seconds=result.seconds,
-        extras={"soft_labels": result.labels, "restart_losses": result.losses, "best_restart": result.best},
-    )
+    return result.reconstruction(result.labels.argmax(-1), soft_labels=result.labels)
 
 
 CONFORMANCE = Conformance(

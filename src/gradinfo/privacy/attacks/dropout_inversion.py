@@ -107,13 +107,7 @@ def dropout_inversion(
         mask_reg=mask_reg,
         seed=seed,
     )
-    return Reconstruction(
-        inputs=result.inputs,
-        labels=labels,
-        loss_trace=result.trace,
-        seconds=result.seconds,
-        extras={"masks": result.masks, "restart_losses": result.losses, "best_restart": result.best},
-    )
+    return result.reconstruction(labels, masks=result.masks)
 
 
 CONFORMANCE = Conformance(

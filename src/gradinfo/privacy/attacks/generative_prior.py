@@ -187,13 +187,7 @@ def generative_prior(
         latent_shape=(latent_dim,),
         seed=seed,
     )
-    return Reconstruction(
-        inputs=result.inputs,
-        labels=labels,
-        loss_trace=result.trace,
-        seconds=result.seconds,
-        extras={"restart_losses": result.losses, "best_restart": result.best},
-    )
+    return result.reconstruction(labels)
 
 
 def _example_decoder(seed: int) -> nn.Module:

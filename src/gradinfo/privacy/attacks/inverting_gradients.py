@@ -102,17 +102,7 @@ def inverting_gradients(
         schedule=schedule,
         seed=seed,
     )
-    return Reconstruction(
-        inputs=result.inputs,
-        labels=labels,
-        loss_trace=result.trace,
-        seconds=result.seconds,
-        extras={
-            "restart_losses": result.losses,
-            "best_restart": result.best,
-            "restart_inputs": result.restart_inputs,
-        },
-    )
+    return result.reconstruction(labels, restart_inputs=result.restart_inputs)
 
 
 CONFORMANCE = Conformance(

@@ -137,13 +137,7 @@ def local_steps_inversion(
         update_fn=None if update.kind == "gradient" else unrolled_delta(steps, client_lr),
         seed=seed,
     )
-    return Reconstruction(
-        inputs=result.inputs,
-        labels=labels,
-        loss_trace=result.trace,
-        seconds=result.seconds,
-        extras={"restart_losses": result.losses, "best_restart": result.best},
-    )
+    return result.reconstruction(labels)
 
 
 def _example_update(seed: int) -> SharedUpdate:

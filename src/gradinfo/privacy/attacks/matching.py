@@ -51,6 +51,7 @@ from torch.func import functional_call, vmap
 from gradinfo.core.types import Grads
 from gradinfo.core.validate import one_of, positive, positive_int
 from gradinfo.privacy.attacks._common import shape_arg
+from gradinfo.privacy.threat import Reconstruction
 
 Distance = Literal["cosine", "l2"]
 UpdateFn = Callable[[nn.Module, Grads, dict[str, Tensor], Tensor, Tensor], Grads]
@@ -101,6 +102,17 @@ class MatchResult:
     best: int = 0
     trace: list[float] = field(default_factory=list)
     seconds: float = 0.0
+
+    def reconstruction(self, labels: Tensor | None, **extras: object) -> Reconstruction:
+        """The attack's result: the best restart's inputs, its trace and time, with ``restart_losses``,
+        ``best_restart`` and the given ``extras`` in ``Reconstruction.extras``."""
+        return Reconstruction(
+            inputs=self.inputs,
+            labels=labels,
+            loss_trace=self.trace,
+            seconds=self.seconds,
+            extras={"restart_losses": self.losses, "best_restart": self.best, **extras},
+        )
 
 
 def loss_gradient(

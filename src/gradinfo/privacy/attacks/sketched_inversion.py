@@ -206,13 +206,7 @@ def sketched_inversion(
         project=project,
         seed=seed,
     )
-    return Reconstruction(
-        inputs=result.inputs,
-        labels=labels,
-        loss_trace=result.trace,
-        seconds=result.seconds,
-        extras={"restart_losses": result.losses, "best_restart": result.best},
-    )
+    return result.reconstruction(labels)
 
 
 def _example_update(seed: int, kind: str = "gaussian") -> SharedUpdate:
