@@ -92,6 +92,7 @@ class MatchResult:
         best: index of the chosen restart (lowest objective).
         trace: the chosen restart's objective at every iteration.
         seconds: wall time of the optimisation.
+        latents: the best restart's latents ``[B, *latent_shape]`` when a ``decoder`` was searched, else None.
     """
 
     inputs: Tensor
@@ -102,6 +103,7 @@ class MatchResult:
     best: int = 0
     trace: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    latents: Tensor | None = None
 
     def reconstruction(self, labels: Tensor | None, **extras: object) -> Reconstruction:
         """The attack's result: the best restart's inputs, its trace and time, with ``restart_losses``,
@@ -495,6 +497,7 @@ def match_gradients(
         best=best,
         trace=history,
         seconds=time.perf_counter() - start,
+        latents=best_z[best] if decoder is not None else None,
     )
 
 
