@@ -1,0 +1,11 @@
+"""Compression from gradient information: importance scores, structural and unstructured pruning.
+
+``gradinfo.compress.importance`` is the shared scoring module (callable: ``importance(model, batches,
+loss_fn, kind=...)``); its functions are re-exported here. Each method lives in its own module, imported
+below so its registration runs.
+"""
+
+from gradinfo.compress import importance
+from gradinfo.compress.importance import aggregate, fisher_diag, group_taylor, mean_grad
+
+__all__ = ["aggregate", "fisher_diag", "group_taylor", "importance", "mean_grad"]
