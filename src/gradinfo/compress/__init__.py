@@ -7,5 +7,16 @@ below so its registration runs.
 
 from gradinfo.compress import importance
 from gradinfo.compress.importance import aggregate, fisher_diag, group_taylor, mean_grad
+from gradinfo.compress.snella import SnellaController, SnellaLinear, lora, snella
 
-__all__ = ["aggregate", "fisher_diag", "group_taylor", "importance", "mean_grad"]
+__all__ = [
+    "SnellaController",
+    "SnellaLinear",
+    "aggregate",
+    "fisher_diag",
+    "group_taylor",
+    "importance",
+    "lora",
+    "mean_grad",
+    "snella",
+]
