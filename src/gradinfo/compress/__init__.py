@@ -6,17 +6,21 @@ below so its registration runs.
 """
 
 from gradinfo.compress import importance
+from gradinfo.compress.gm_nas import EdgeSplit, gm_nas, split_ops
 from gradinfo.compress.importance import aggregate, fisher_diag, group_taylor, mean_grad
 from gradinfo.compress.snella import SnellaController, SnellaLinear, lora, snella
 
 __all__ = [
+    "EdgeSplit",
     "SnellaController",
     "SnellaLinear",
     "aggregate",
     "fisher_diag",
+    "gm_nas",
     "group_taylor",
     "importance",
     "lora",
     "mean_grad",
     "snella",
+    "split_ops",
 ]
