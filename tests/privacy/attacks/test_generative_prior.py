@@ -48,6 +48,33 @@ def test_attack_finds_a_latent_decoding_to_the_victim(decoder: torch.nn.Module) 
     torch.testing.assert_close(rec.inputs, x, rtol=0, atol=0.02)
 
 
+def _cosine_distance(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, target: dict) -> float:
+    """1 - cos(grad, target) computed directly with autograd on the model, one example at a time summed."""
+    loss = sum(F.cross_entropy(model(x[i : i + 1]), y[i : i + 1]) for i in range(len(x))) / len(x)
+    grads = torch.autograd.grad(loss, [p for _, p in model.named_parameters()])
+    flat = torch.cat([g.flatten() for g in grads])
+    ref = torch.cat([target[n].flatten() for n, _ in model.named_parameters()])
+    return float(1 - flat @ ref / (flat.norm() * ref.norm()))
+
+
+def test_gias_stage_leaves_the_prior_for_an_off_manifold_victim(decoder: torch.nn.Module) -> None:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 1, 4, 4, generator=gen, dtype=torch.float64)  # [2, 1, 4, 4] off the 2-D manifold
+    y = torch.tensor([0, 2])
+    model = mlp(16, 3, hidden=(8,), seed=0).double()
+    update = share(model, F.cross_entropy, x, y)
+    common = {"decoder": decoder, "latent_dim": 2, "input_shape": (1, 4, 4), "iterations": 100, "labels": y}
+    latent_only = generative_prior(model, update, restarts=2, **common)
+    gias = generative_prior(model, update, restarts=2, decoder_iterations=300, decoder_lr=1e-2, **common)
+    assert len(gias.loss_trace) == 400
+    # the kept inputs are the best GIAS iterate (the trace, or the evaluation after the last step)
+    direct = _cosine_distance(model, gias.inputs, y, update.grads)
+    assert direct <= min(gias.loss_trace[100:]) + 1e-12
+    assert direct < min(gias.loss_trace[:100])
+    assert direct < _cosine_distance(model, latent_only.inputs, y, update.grads)
+    assert (gias.inputs - x).pow(2).mean() < (latent_only.inputs - x).pow(2).mean()
+
+
 def test_bad_arguments_raise() -> None:
     with pytest.raises(ValueError, match="public_images"):
         fit_decoder(torch.rand(1, 1, 4, 4), 2)
@@ -58,3 +85,7 @@ def test_bad_arguments_raise() -> None:
     update = share(model, F.cross_entropy, torch.rand(1, 1, 4, 4), torch.tensor([1]))
     with pytest.raises(ValueError, match="input_shape"):
         generative_prior(model, update, decoder=decoder, latent_dim=2, input_shape=(1, 2, 8))
+    with pytest.raises(ValueError, match="decoder_iterations"):
+        generative_prior(
+            model, update, decoder=decoder, latent_dim=2, input_shape=(1, 4, 4), decoder_iterations=-1
+        )
