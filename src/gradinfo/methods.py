@@ -49,8 +49,6 @@ _PLANNED: tuple[tuple[int, str, str, str], ...] = (
      "Removes coupled groups (heads, MLP channels) with the lowest Taylor importance |w·g - ½w²F|"),
     (18, "goracs", "select",
      "Coreset by optimal transport to validation data, with costs lowered by each sample's gradient norm"),
-    (19, "modegpt", "compress",
-     "Gradient-free modular decomposition (Nyström, CR, SVD) from activation covariances"),
     (20, "local_style_fool", "adversarial",
      "Stylises video regions with the most surrogate input-gradient mass; NES-gradient refinement"),
     (21, "mra", "train",

@@ -8,11 +8,14 @@ below so its registration runs.
 from gradinfo.compress import importance
 from gradinfo.compress.gm_nas import EdgeSplit, gm_nas, split_ops
 from gradinfo.compress.importance import aggregate, fisher_diag, group_taylor, mean_grad
+from gradinfo.compress.modegpt import ModeGPTReport, ModularAttention, modegpt
 from gradinfo.compress.obs_prune import OBSReport, obs_prune
 from gradinfo.compress.snella import SnellaController, SnellaLinear, lora, snella
 
 __all__ = [
     "EdgeSplit",
+    "ModeGPTReport",
+    "ModularAttention",
     "OBSReport",
     "SnellaController",
     "SnellaLinear",
@@ -23,6 +26,7 @@ __all__ = [
     "importance",
     "lora",
     "mean_grad",
+    "modegpt",
     "obs_prune",
     "snella",
     "split_ops",
