@@ -9,7 +9,7 @@ from torch import nn
 
 from gradinfo.privacy import DPSGD
 from gradinfo.privacy.fedavg import fedavg, split_non_iid
-from gradinfo.transform import topk_sparsify
+from gradinfo.transform import chain, desketch, scale, sketch, sketch_matrix, topk_sparsify
 
 
 def _lin() -> nn.Module:
@@ -99,3 +99,49 @@ def test_bad_arguments() -> None:
         fedavg(_lin, clients, 1, 1, 0.1, test=clients[0], personal=("weight", "bias"))
     with pytest.raises(ValueError, match="exactly one"):
         split_non_iid(clients[0], 2, seed=0)
+
+
+def test_fresh_sketch_per_round_is_shared_by_clients_and_composes_after_dpsgd() -> None:
+    """Reference: per round t, every client's delta is mapped by R_t^T R_t (one R_t per round)."""
+    clients, dim = _clients(), 5
+    lossy = chain(sketch(dim, seed=9, fresh=True), desketch(dim, seed=9, fresh=True))
+    h = fedavg(_lin, clients, 3, 2, 0.1, test=clients[0], defense=(DPSGD(1e6, 0.0), lossy))
+    ref = _lin()
+    names = sorted(n for n, _ in ref.named_parameters())  # the sketch flattens in sorted-name order
+    params = dict(ref.named_parameters())
+    for t in range(3):
+        R = sketch_matrix(8, dim, seed=9, round=t, dtype=torch.float64)  # [dim, 8]
+        deltas = []
+        for x, y in clients:
+            m = _lin()
+            m.load_state_dict(ref.state_dict())
+            start = [p.detach().clone() for p in m.parameters()]
+            for _ in range(2):
+                grads = torch.autograd.grad(F.cross_entropy(m(x), y), list(m.parameters()))
+                with torch.no_grad():
+                    for p, g in zip(m.parameters(), grads, strict=True):
+                        p.sub_(0.1 * g)
+            delta = dict(
+                zip(
+                    [n for n, _ in m.named_parameters()],
+                    [s - p.detach() for s, p in zip(start, m.parameters(), strict=True)],
+                    strict=True,
+                )
+            )
+            flat = torch.cat([delta[n].flatten() for n in names])  # [8]
+            deltas.append(R.T @ (R @ flat))
+        step = (4 * deltas[0] + 8 * deltas[1]) / 12
+        with torch.no_grad():
+            offset = 0
+            for n in names:
+                size = params[n].numel()
+                params[n].sub_(step[offset : offset + size].view_as(params[n]))
+                offset += size
+    for n, p in h.model.named_parameters():
+        torch.testing.assert_close(p, params[n], rtol=1e-10, atol=1e-12)
+
+
+def test_defense_tuple_is_validated() -> None:
+    clients = _clients()
+    with pytest.raises(ValueError, match="DPSGD may only come first"):
+        fedavg(_lin, clients, 1, 1, 0.1, test=clients[0], defense=(scale(1.0), DPSGD(1.0, 1.0)))

@@ -239,3 +239,28 @@ def test_share_rejects_a_frozen_model_and_bad_dpsgd() -> None:
         DPSGD(0.0, 1.0)
     with pytest.raises(ValueError, match="noise_multiplier"):
         DPSGD(1.0, -1.0)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_dpsgd_then_transforms_composes_like_applying_them_in_turn(steps: int) -> None:
+    model, (x, y) = _model().eval(), _batch()
+    max_norm = 0.5
+    dp = share(model, LOSS, x, y, local_steps=steps, defense=DPSGD(max_norm, 0.7), seed=4)
+    sparse = topk_sparsify(0.25)
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    expected, _ = sparse.update({n: 3 * g for n, g in dp.grads.items()}, sparse.init(params), params)
+    both = share(
+        model, LOSS, x, y, local_steps=steps, defense=(DPSGD(max_norm, 0.7), scale(3.0), sparse), seed=4
+    )
+    _assert_grads_close(both.grads, expected, rtol=1e-12, atol=1e-15)  # same noise: same seed, same RNG use
+    assert both.defense == "DP-SGD (clip 0.5, noise multiplier 0.7) + scale + topk_sparsify"
+
+
+def test_defense_tuples_are_checked() -> None:
+    model, (x, y) = _model(), _batch()
+    with pytest.raises(ValueError, match="DPSGD may only come first"):
+        share(model, LOSS, x, y, defense=(scale(2.0), DPSGD(1.0, 1.0)))
+    with pytest.raises(ValueError, match="empty tuple"):
+        share(model, LOSS, x, y, defense=())
+    with pytest.raises(TypeError, match="got str"):
+        share(model, LOSS, x, y, defense=(DPSGD(1.0, 1.0), "sketch"))  # type: ignore[arg-type]

@@ -7,7 +7,8 @@ sets theta_{t+1} = theta_t - sum_k (n_k / n) Delta_k, with n_k client k's number
 
 Client updates are protected as :func:`gradinfo.privacy.share` protects them: a ``GradTransform``
 defense (top-k, quantisation, sketching, clipping + noise, ...) is applied once to each client's delta,
-and ``DPSGD`` replaces every local step's gradient by (sum_i clip_C(g_i) + N(0, sigma^2 C^2 I)) / B.
+``DPSGD`` replaces every local step's gradient by (sum_i clip_C(g_i) + N(0, sigma^2 C^2 I)) / B, and a
+tuple ``(DPSGD(...), transform, ...)`` does both (DP-SGD steps, then the transforms on the delta).
 Parameters whose names start with one of the ``personal`` prefixes stay on the client (a personal head, a
 private embedding): each client keeps its own copy across rounds, trained locally, never averaged or shared.
 
@@ -32,8 +33,7 @@ from torch import Tensor, nn
 from gradinfo.capture import clipped_grad_sum
 from gradinfo.core.types import Grads, LossFn
 from gradinfo.core.validate import positive, positive_int
-from gradinfo.privacy.threat import DPSGD, Defense
-from gradinfo.transform import GradTransform
+from gradinfo.privacy.threat import DPSGD, Defense, split_defense
 
 Client = tuple[Tensor, Tensor]
 
@@ -170,8 +170,12 @@ def fedavg(
         lr: local learning rate, > 0.
         test: ``(inputs, targets)`` scored with the global model, or one pair per client, each scored
             with that client's model (global plus personal parameters).
-        defense: None, a ``GradTransform`` applied to each client's delta (its state restarts each
-            round, as a fresh sketch per round does), or ``DPSGD`` applied at each local step.
+        defense: None, a ``GradTransform`` applied to each client's delta, ``DPSGD`` applied at each local
+            step, or a tuple of them (``DPSGD`` only first, then transforms in order). A transform's state
+            is initialised per client on the first round's parameters and carried across rounds, so a
+            ``sketch(dim, seed, fresh=True)`` (with its paired ``desketch``) draws one fresh R_t per round,
+            shared by all clients, as in Song et al. 2023; stochastic transforms built with one seed draw
+            the same randomness on every client.
         batch_size: examples per local step (sampled without replacement, fresh each step); None: the
             client's whole data.
         personal: parameter-name prefixes kept on each client (never averaged nor shared).
@@ -196,8 +200,7 @@ def fedavg(
         raise ValueError(
             f"test must be one (inputs, targets) pair or {len(clients)} (one per client), got {len(tests)}"
         )
-    if defense is not None and not isinstance(defense, (GradTransform, DPSGD)):
-        raise TypeError(f"defense must be None, a GradTransform or DPSGD, got {type(defense).__name__}")
+    dp, transform = split_defense(defense)
     if batch_size is not None:
         positive_int("batch_size", batch_size)
     if not (isinstance(personal, tuple) and all(isinstance(p, str) for p in personal)):
@@ -214,8 +217,7 @@ def fedavg(
     begin = time.perf_counter()
     state = dict(model.named_parameters())
     mine = [{n: state[n].detach().clone() for n in names if n not in shared} for _ in clients]
-    dp = defense if isinstance(defense, DPSGD) else None
-    transform = defense if isinstance(defense, GradTransform) else None
+    states: list[Any] = [None] * len(clients)
 
     def score() -> float:
         if not isinstance(test, list):
@@ -242,7 +244,9 @@ def fedavg(
             round_loss.append(first)
             update = {n: delta[n] for n in shared}
             if transform is not None:
-                update, _ = transform.update(update, transform.init(start), start)
+                if states[k] is None:
+                    states[k] = transform.init(start)
+                update, states[k] = transform.update(update, states[k], start)
             deltas.append(update)
             own = dict(local.named_parameters())
             mine[k] = {n: own[n].detach().clone() for n in mine[k]}

@@ -13,12 +13,15 @@ update:
 A defense then protects the update. A ``GradTransform`` (clip, noise, top-k, quantise, sketch, ...) is
 applied once to the gradient or delta. ``DPSGD`` instead changes how each step's gradient is formed (Abadi
 et al., "Deep Learning with Differential Privacy", 2016): g = (sum_i clip_C(g_i) + N(0, sigma^2 C^2 I)) / B,
-with clip_C(g) = g min(1, C / ||g||), which needs the per-example gradients only the client has.
+with clip_C(g) = g min(1, C / ||g||), which needs the per-example gradients only the client has. A tuple
+composes them: ``(DPSGD(C, sigma), sketch(s))`` runs DP-SGD at every local step and sketches the result
+(the paper-6 remedy; post-processing keeps the DP guarantee); ``(t1, t2, ...)`` chains transforms.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,7 +31,7 @@ from torch import Tensor, nn
 from gradinfo.capture import clipped_grad_sum
 from gradinfo.core.types import Grads, LossFn
 from gradinfo.core.validate import positive, positive_int
-from gradinfo.transform import GradTransform
+from gradinfo.transform import GradTransform, chain
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,65 @@ class DPSGD:
         return f"DP-SGD (clip {self.max_norm:g}, noise multiplier {self.noise_multiplier:g})"
 
 
-Defense = GradTransform | DPSGD
+Defense = GradTransform | DPSGD | tuple[GradTransform | DPSGD, ...]
+"""A defense: one ``GradTransform``, ``DPSGD``, or a plain tuple of them applied in order (``DPSGD`` first, at
+most once: it acts at every local step, the transforms once on the result). ``GradTransform`` is itself a
+named tuple; it always counts as one transform."""
+
+
+def split_defense(
+    defense: Defense | None, name: str = "defense"
+) -> tuple[DPSGD | None, GradTransform | None]:
+    """``(dp, transform)``: the DP-SGD step rule and the transform (a ``chain`` of several) of ``defense``.
+
+    Args:
+        defense: None, a ``GradTransform``, ``DPSGD``, or a non-empty tuple of them with ``DPSGD`` only
+            first.
+        name: the argument's name in error messages.
+
+    Returns:
+        ``(DPSGD or None, GradTransform or None)``.
+
+    Raises:
+        TypeError: an element that is neither; ValueError: an empty tuple, or ``DPSGD`` not first or twice.
+    """
+    if defense is None:
+        return None, None
+    items = (
+        (defense,)
+        if isinstance(defense, (GradTransform, DPSGD)) or not isinstance(defense, tuple)
+        else defense
+    )
+    if not items:
+        raise ValueError(f"{name} must not be an empty tuple; pass None for no defense")
+    bad = [type(d).__name__ for d in items if not isinstance(d, (GradTransform, DPSGD))]
+    if bad:
+        raise TypeError(
+            f"{name} must be None, a GradTransform (e.g. gradinfo.transform.topk_sparsify(0.1)), "
+            f"DPSGD(max_norm, noise_multiplier) or a tuple of them, got {', '.join(bad)}"
+        )
+    if any(isinstance(d, DPSGD) for d in items[1:]):
+        raise ValueError(
+            f"{name}: DPSGD may only come first in a tuple (it acts at every local step, the transforms "
+            f"after it once on the update), got {', '.join(type(d).__name__ for d in items)}"
+        )
+    dp = items[0] if isinstance(items[0], DPSGD) else None
+    rest = [d for d in items if isinstance(d, GradTransform)]
+    transform = None if not rest else rest[0] if len(rest) == 1 else chain(*rest)
+    return dp, transform
+
+
+def describe_defense(defense: Defense | None) -> str:
+    """A human-readable description: ``"none"``, DP-SGD's parameters, the transform factory names, joined."""
+    if defense is None:
+        return "none"
+    items: Sequence[GradTransform | DPSGD] = (
+        (defense,) if isinstance(defense, (GradTransform, DPSGD)) else defense
+    )
+    return " + ".join(
+        d.describe() if isinstance(d, DPSGD) else d.update.__qualname__.split(".")[0]  # the factory's name
+        for d in items
+    )
 
 
 @dataclass(frozen=True)
@@ -101,16 +162,6 @@ class Reconstruction:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def _describe(defense: Defense | None, name: str | None) -> str:
-    if name is not None:
-        return name
-    if defense is None:
-        return "none"
-    if isinstance(defense, DPSGD):
-        return defense.describe()
-    return defense.update.__qualname__.split(".")[0]  # the factory that built the transform
-
-
 def _check(
     model: Any, loss_fn: Any, inputs: Any, targets: Any, defense: Any, lr: Any, seed: Any, name: Any
 ) -> int:
@@ -133,11 +184,7 @@ def _check(
         raise ValueError(
             f"inputs and targets must have the same batch size, got {inputs.shape[0]} and {targets.shape[0]}"
         )
-    if defense is not None and not isinstance(defense, (GradTransform, DPSGD)):
-        raise TypeError(
-            f"defense must be None, a GradTransform (e.g. gradinfo.transform.topk_sparsify(0.1)) or "
-            f"DPSGD(max_norm, noise_multiplier), got {type(defense).__name__}"
-        )
+    split_defense(defense)
     positive("lr", lr)
     positive_int("seed", seed, minimum=0)
     if name is not None and not isinstance(name, str):
@@ -194,7 +241,8 @@ def share(
         inputs: the client's batch ``[B, ...]``.
         targets: its labels ``[B, ...]``.
         defense: None, a ``GradTransform`` (initialised on the round-start parameters and applied once to
-            the gradient or delta), or ``DPSGD`` (applied at every local step).
+            the gradient or delta), ``DPSGD`` (applied at every local step), or a tuple of them (``DPSGD``
+            only first; the transforms applied in order), e.g. ``(DPSGD(1.0, sigma), sketch(s, seed))``.
         local_steps: K >= 1 local full-batch SGD steps; K > 1 shares the delta theta_0 - theta_K.
         lr: the local learning rate, > 0 (only used when ``local_steps > 1``, recorded always).
         seed: int >= 0 seeding the client's dropout masks and DP-SGD noise.
@@ -210,7 +258,7 @@ def share(
     batch = _check(model, loss_fn, inputs, targets, defense, lr, seed, defense_name)
     local_steps = positive_int("local_steps", local_steps)
     lr = float(lr)
-    dp = defense if isinstance(defense, DPSGD) else None
+    dp, transform = split_defense(defense)
 
     client = copy.deepcopy(model)
     params = {n: p for n, p in client.named_parameters() if p.requires_grad}
@@ -227,13 +275,13 @@ def share(
                     for n, p in params.items():
                         p.sub_(lr * step[n])
             update = {n: start[n] - p.detach() for n, p in params.items()}
-    if isinstance(defense, GradTransform):
-        update, _ = defense.update(update, defense.init(start), start)
+    if transform is not None:
+        update, _ = transform.update(update, transform.init(start), start)
     return SharedUpdate(
         grads={n: g.detach() for n, g in update.items()},
         kind="gradient" if local_steps == 1 else "delta",
         batch_size=batch,
         local_steps=local_steps,
         lr=lr,
-        defense=_describe(defense, defense_name),
+        defense=defense_name if defense_name is not None else describe_defense(defense),
     )
