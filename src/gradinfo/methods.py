@@ -63,8 +63,6 @@ _PLANNED: tuple[tuple[int, str, str, str], ...] = (
      "CLIP heat map: gradient of the image-text cosine at [CLS] weights loosened-attention value features"),
     (27, "mmel", "explain",
      "Grad-ECLIP maps from several layers and scales fused with learned layer weights"),
-    (28, "gaprune", "compress",
-     "Prunes by domain-minus-general Fisher·|w| importance, modulated by domain/general gradient alignment"),
     (29, "r_mtgb", "train",
      "Multi-task gradient boosting on negative gradients; per-task outlier weights learned by gradient"),
     (33, "doge", "transform",

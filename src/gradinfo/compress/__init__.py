@@ -6,6 +6,7 @@ below so its registration runs.
 """
 
 from gradinfo.compress import importance
+from gradinfo.compress.gaprune import GAPruneReport, SentenceEncoder, gaprune
 from gradinfo.compress.gm_nas import EdgeSplit, gm_nas, split_ops
 from gradinfo.compress.importance import aggregate, fisher_diag, group_taylor, mean_grad
 from gradinfo.compress.modegpt import ModeGPTReport, ModularAttention, modegpt
@@ -16,11 +17,14 @@ __all__ = [
     "EdgeSplit",
     "ModeGPTReport",
     "ModularAttention",
+    "GAPruneReport",
     "OBSReport",
+    "SentenceEncoder",
     "SnellaController",
     "SnellaLinear",
     "aggregate",
     "fisher_diag",
+    "gaprune",
     "gm_nas",
     "group_taylor",
     "importance",

@@ -1,0 +1,188 @@
+"""Claim check for GAPrune (paper 28): one-shot 50% pruning of MiniLM keeps in-domain retrieval.
+
+Set-up (fixed before the first run; seed 0, confirmed on seeds 1 and 2):
+
+- Model: the packaged all-MiniLM-L6-v2 encoder (eager attention) in a :class:`SentenceEncoder`.
+- Domain: templated finance statements. A pair is a query naming a sector, a metric, a direction and a
+  cause ("Why did the bank's free cash flow fall? higher interest rates") and a passage that says the same
+  with the domain's paraphrases ("The lender said its cash generated after capital spending declined last
+  quarter, citing more expensive borrowing."); 8 x 12 x 2 x 10 slot combinations, seeded shuffle. The
+  first 32 pairs calibrate, the next 128 (other combinations) are held out for evaluation.
+- General: 32 pairs (docstring summary line, next paragraph) from the Python standard library's sources
+  (the ``text`` dataset's files), seeded shuffle.
+- Gradients: :func:`info_nce` (scale 20) with in-batch negatives over groups of 4 pairs.
+- Pruning: 50% of the encoder's MLP weights (the official default scope), global budget, by GAPrune's DAI,
+  by magnitude ``|w|`` and by domain Fisher only ``F_dom |w|`` (the same ``F_dom``), both also global.
+- Metric: MRR (x100) of the 128 held-out queries against their 128 passages.
+
+Pass: ``MRR(GAPrune) >= MRR(dense) - 5`` and ``MRR(GAPrune) > MRR(magnitude)`` and
+``MRR(GAPrune) > MRR(Fisher only)``.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import random
+import re
+
+import torch
+from torch import Tensor, nn
+from transformers import AutoModel
+
+from gradinfo.claims import ClaimResult
+from gradinfo.compress.gaprune import SentenceEncoder, contrastive_batches, gaprune
+from gradinfo.datasets.text import stdlib_files
+from gradinfo.models import Encoder, minilm, minilm_embed, minilm_path
+
+SLOW = True
+
+SPARSITY, N_CAL, N_EVAL, GROUP, MAX_DROP = 0.5, 32, 128, 4, 5.0
+
+_SECTORS = (
+    ("bank", ("lender", "banking group")),
+    ("insurer", ("underwriter", "insurance group")),
+    ("utility", ("power company", "electricity provider")),
+    ("miner", ("mining group", "metals producer")),
+    ("retailer", ("store chain", "merchant")),
+    ("airline", ("carrier", "air transport operator")),
+    ("drugmaker", ("pharmaceutical firm", "medicine maker")),
+    ("automaker", ("car manufacturer", "vehicle maker")),
+)
+_METRICS = (
+    ("revenue", ("top-line sales", "total revenue")),
+    ("net income", ("bottom-line profit", "net earnings")),
+    ("operating margin", ("operating profit as a share of sales", "margin on operations")),
+    ("EBITDA", ("earnings before interest, taxes, depreciation and amortization", "adjusted EBITDA")),
+    ("free cash flow", ("cash generated after capital spending", "FCF")),
+    ("earnings per share", ("diluted EPS", "profit per share")),
+    ("dividend", ("payout to shareholders", "quarterly distribution per share")),
+    ("debt-to-equity ratio", ("leverage", "ratio of total liabilities to shareholder equity")),
+    ("return on equity", ("ROE", "profitability relative to book value")),
+    ("capital expenditure", ("capex", "spending on property and equipment")),
+    ("tier 1 capital ratio", ("core capital adequacy", "CET1 ratio")),
+    ("gross margin", ("gross profit margin", "markup over cost of goods sold")),
+)
+_DIRECTIONS = (("rise", ("increased", "climbed", "jumped")), ("fall", ("declined", "dropped", "slipped")))
+_CAUSES = (
+    ("higher interest rates", ("the central bank tightening policy", "more expensive borrowing")),
+    ("a weaker dollar", ("currency depreciation", "a softer greenback")),
+    ("supply chain disruptions", ("shipping bottlenecks", "delays from suppliers")),
+    ("lower commodity prices", ("cheaper raw materials", "a slump in input costs")),
+    ("strong consumer demand", ("robust household spending", "buoyant customer orders")),
+    ("a legal settlement", ("a litigation charge", "a payment to resolve lawsuits")),
+    ("cost cutting", ("restructuring savings", "leaner operations")),
+    ("an acquisition", ("the purchase of a rival", "a takeover deal")),
+    ("rising wages", ("labour cost inflation", "higher pay for staff")),
+    ("tax changes", ("a revised tax regime", "new fiscal rules")),
+)
+_QUERIES = (
+    "Which {s} saw its {m} {d} because of {c}?",
+    "Why did the {s}'s {m} {d}? {c}",
+    "{s} {m} {d} due to {c}",
+)
+_PASSAGES = (
+    "The {s} said its {m} {d} last quarter, citing {c}.",
+    "Management at the {s} explained that {m} {d}, mainly on {c}.",
+    "{c} meant the {s} reported that {m} {d}.",
+)
+
+
+def finance_pairs(seed: int) -> list[tuple[str, str]]:
+    """Every (query, passage) pair of the finance template vocabulary, in a seeded order."""
+    rng = random.Random(seed)
+    combos = [(s, m, d, c) for s in _SECTORS for m in _METRICS for d in _DIRECTIONS for c in _CAUSES]
+    rng.shuffle(combos)
+    pairs = []
+    for s, m, d, c in combos:
+        query = rng.choice(_QUERIES).format(s=s[0], m=m[0], d=d[0], c=c[0])
+        passage = rng.choice(_PASSAGES).format(
+            s=rng.choice(s[1]), m=rng.choice(m[1]), d=rng.choice(d[1]), c=rng.choice(c[1])
+        )
+        pairs.append((query, passage[0].upper() + passage[1:]))
+    return pairs
+
+
+def docstring_pairs(seed: int, count: int) -> list[tuple[str, str]]:
+    """``count`` (summary line, next paragraph) pairs from stdlib docstrings, in a seeded order."""
+    pairs = []
+    for path in stdlib_files():
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                doc = ast.get_docstring(node)
+                paragraphs = [" ".join(p.split()) for p in (doc or "").split("\n\n")]
+                if len(paragraphs) < 2:
+                    continue
+                head, body = paragraphs[0], paragraphs[1]
+                if 20 <= len(head) <= 200 and 40 <= len(body) <= 400 and not re.search(">>>", body):
+                    pairs.append((head, body))
+    random.Random(seed).shuffle(pairs)
+    return pairs[:count]
+
+
+def mrr(model: SentenceEncoder, tokenizer: object, pairs: list[tuple[str, str]]) -> float:
+    """Mean reciprocal rank (x100) of each query's passage among all passages of ``pairs``."""
+    encoder = Encoder(model=model.encoder, tokenizer=tokenizer, path=minilm_path())
+    q = minilm_embed([a for a, _ in pairs], encoder=encoder)  # [N, 384]
+    p = minilm_embed([b for _, b in pairs], encoder=encoder)  # [N, 384]
+    sim = q @ p.T  # [N, N]
+    rank = (sim > sim.diag().unsqueeze(1)).sum(1) + 1  # [N]
+    return float((1.0 / rank.double()).mean()) * 100
+
+
+def _prune_global(model: nn.Module, scores: dict[str, Tensor]) -> nn.Module:
+    """A copy of ``model`` with the ``SPARSITY`` share of lowest ``scores`` (over all tensors) set to 0."""
+    pruned = copy.deepcopy(model)
+    named = dict(pruned.named_parameters())
+    flat = torch.cat([s.reshape(-1) for s in scores.values()])  # [N]
+    drop = torch.zeros(flat.numel(), dtype=torch.bool)
+    drop[torch.argsort(flat, stable=True)[: int(SPARSITY * flat.numel())]] = True
+    start = 0
+    with torch.no_grad():
+        for name, s in scores.items():
+            named[name].masked_fill_(drop[start : start + s.numel()].reshape(s.shape), 0.0)
+            start += s.numel()
+    return pruned
+
+
+def check(seed: int = 0) -> ClaimResult:
+    """Prune MiniLM by DAI, magnitude and Fisher only; figures: MRR of each and of the dense model."""
+    tokenizer = minilm().tokenizer
+    bert = AutoModel.from_pretrained(minilm_path(), local_files_only=True, attn_implementation="eager").eval()
+    model = SentenceEncoder(bert, pad_id=tokenizer.pad_token_id)
+    finance = finance_pairs(seed)
+    calibration, held_out = finance[:N_CAL], finance[N_CAL : N_CAL + N_EVAL]
+    domain = contrastive_batches(tokenizer, calibration, group=GROUP)
+    general = contrastive_batches(tokenizer, docstring_pairs(seed, N_CAL), group=GROUP)
+
+    pruned, report = gaprune(model, domain, general, SPARSITY)
+    weights = {n: p.detach() for n, p in model.named_parameters() if n in report.scores}
+    magnitude = _prune_global(model, {n: w.abs() for n, w in weights.items()})
+    fisher_only = _prune_global(model, {n: report.fisher_domain[n] * w.abs() for n, w in weights.items()})
+
+    figures = {
+        "mrr_dense": mrr(model, tokenizer, held_out),
+        "mrr_gaprune": mrr(pruned, tokenizer, held_out),
+        "mrr_magnitude": mrr(magnitude, tokenizer, held_out),
+        "mrr_fisher_only": mrr(fisher_only, tokenizer, held_out),
+        "sparsity": report.pruned / report.total,
+    }
+    passed = (
+        figures["mrr_gaprune"] >= figures["mrr_dense"] - MAX_DROP
+        and figures["mrr_gaprune"] > figures["mrr_magnitude"]
+        and figures["mrr_gaprune"] > figures["mrr_fisher_only"]
+    )
+    return ClaimResult(
+        method="gaprune",
+        claim=(
+            f"50% of MiniLM's MLP weights pruned: held-out finance MRR(GAPrune) >= MRR(dense) - {MAX_DROP:g} "
+            "and > MRR(magnitude) and > MRR(domain Fisher only)"
+        ),
+        passed=bool(passed),
+        figures=figures,
+        seed=seed,
+    )
