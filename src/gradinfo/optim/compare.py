@@ -542,10 +542,15 @@ def _load_checkpoint(path: Path) -> dict[str, Any] | None:
             raise KeyError(f"missing entries {missing}")
     except Exception as err:  # any unreadable checkpoint gets the same clear error
         raise CompareError(
-            f"checkpoint {str(path)!r} is corrupt ({type(err).__name__}: {err}); delete it to restart that "
-            "optimizer from step 0"
+            f"checkpoint {str(path)!r} is corrupt ({type(err).__name__}: {_first_line(err)}); delete it to "
+            "restart that optimizer from step 0"
         ) from err
     return saved
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:160] if text else "no message"
 
 
 def train_one(
