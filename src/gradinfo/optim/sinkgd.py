@@ -47,18 +47,34 @@ def sinkhorn_normalize(grad: Tensor, iterations: int = 5) -> Tensor:
     if grad.ndim != 2:
         raise ValueError(f"grad must be a 2-D matrix [m, n], got shape {tuple(grad.shape)}")
     positive_int("iterations", iterations)
-    m, n = grad.shape
-    # G_k = diag(r) G diag(c) throughout, so only the scalings iterate: with S = G * G, a = r^2, b = c^2,
-    # the row step sets a = n / (S b) and the column step b = m / (a S) (Sinkhorn on S); two mat-vecs
-    # per iteration instead of four full passes over G. An all-zero row or column keeps scale 0.
-    squares = grad * grad  # [m, n]
-    b = torch.ones(n, dtype=grad.dtype, device=grad.device)  # [n]
+    return _sinkhorn_batched(grad[None].clone(), iterations)[0]  # [m, n]
+
+
+def _sinkhorn_batched(grads: Tensor, iterations: int) -> Tensor:
+    """:func:`sinkhorn_normalize` of ``k`` same-shaped matrices at once; overwrites and returns ``grads``.
+
+    ``G_k = diag(r) G diag(c)`` throughout, so only the scalings iterate: with ``S = G * G``, ``a = r^2``,
+    ``b = c^2``, the row step sets ``a = n / (S b)`` and the column step ``b = m / (a S)`` (Sinkhorn on
+    ``S``): two batched mat-vecs per iteration over ``S``, then one in-place scaling of ``G``. An all-zero
+    row or column gets a huge finite scale (``n / 0`` clamped to the dtype's maximum) that multiplies only
+    zeros, so it stays zero.
+
+    Args:
+        grads: ``[k, m, n]``, owned by the caller (it is scaled in place).
+        iterations: ``L >= 1``.
+
+    Returns:
+        ``grads``, normalised.
+    """
+    k, m, n = grads.shape
+    big = torch.finfo(grads.dtype).max
+    squares = grads * grads  # [k, m, n]
+    b = grads.new_ones(k, 1, n)  # [k, 1, n]
     for _ in range(iterations):
-        rows = squares @ b  # [m]
-        a = torch.where(rows > 0, n / rows, 0.0)  # [m]
-        cols = a @ squares  # [n]
-        b = torch.where(cols > 0, m / cols, 0.0)  # [n]
-    return grad * a.sqrt_()[:, None] * b.sqrt_()  # [m, n]
+        # S b as a row-wise dot product: bmm(S, b[..., None]) takes a slow path on CPU (~8x here)
+        a = torch.linalg.vecdot(squares, b).reciprocal_().mul_(n).clamp_(max=big)  # [k, m]
+        b = torch.bmm(a[:, None, :], squares).reciprocal_().mul_(m).clamp_(max=big)  # [k, 1, n]
+    return grads.mul_(a.sqrt_()[:, :, None]).mul_(b.sqrt_())  # [k, m, n]
 
 
 def sinkgd_transform(
@@ -110,11 +126,20 @@ def sinkgd_transform(
             raise ValueError("sinkgd_transform with weight_decay > 0 needs params in update()")
         out: Grads = {}
         new_state: State = {}
+        same_shape: dict[tuple[Any, ...], list[str]] = {}
+        for name, g in grads.items():
+            if not state[name]:
+                if g.ndim != 2:
+                    raise ValueError(f"{name!r} is normalised as a matrix but has shape {tuple(g.shape)}")
+                same_shape.setdefault((g.shape, g.dtype, g.device), []).append(name)
+        for names in same_shape.values():  # one batched normalisation per shape: [k, m, n]
+            normalised = _sinkhorn_batched(torch.stack([grads[n] for n in names]), iterations)
+            out.update(zip(names, normalised.unbind(0), strict=True))
+            new_state.update((n, {}) for n in names)
         for name, g in grads.items():
             s = state[name]
             if not s:
-                direction = sinkhorn_normalize(g, iterations)  # [m, n]
-                new_state[name] = {}
+                direction = out[name]  # [m, n]
             else:
                 step = s["step"] + 1
                 m = torch.lerp(s["exp_avg"], g, 1 - b1)  # [*shape]
