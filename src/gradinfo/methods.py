@@ -31,8 +31,6 @@ _PLANNED: tuple[tuple[int, str, str, str], ...] = (
      "Clients send R_t·Δ under a fresh shared sketch per round; the server averages, de-sketches by R_t^T"),
     (7, "greater", "adversarial",
      "Picks each prompt token among LM top-k candidates by the answer-loss gradient through reasoning"),
-    (8, "fzoos", "optim",
-     "Federated zeroth-order optimisation on GP surrogate gradients; a shared RFF surrogate fixes drift"),
     (10, "semantic_control", "generate",
      "Reweights next tokens by a verifier's first-order Taylor step along its embedding gradient"),
     (11, "sada", "generate",
