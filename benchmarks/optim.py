@@ -1,4 +1,4 @@
-"""Benchmark of gradinfo.optim's diffGrad, SinkGD, GaLore and Q-GaLore against torch and pytorch-optimizer.
+"""Benchmark of gradinfo.optim's diffGrad, SinkGD, GaLore, Q-GaLore, M-FAC vs torch and pytorch-optimizer.
 
 Model: ``gradinfo.models.tiny_llama(hidden_size=256, num_layers=4)`` (4 heads, 2 key/value heads, SwiGLU
 width 512, byte vocabulary; 2.5 M parameters), one batch of 8 x 128 bytes from the ``text`` corpus.
@@ -15,7 +15,9 @@ which is not counted here).
 - ``pytorch-optimizer GaLore`` / ``gradinfo GaLoreAdamW``: rank 64, T = 200, scale 0.25 on the linear
   weights but the head, AdamW elsewhere;
 - ``gradinfo QGaLoreAdamW``: the same plus INT8 linear weights (stochastic rounding), INT4 projectors,
-  lazy refresh.
+  lazy refresh;
+- ``torch SGD`` / ``gradinfo MFAC``: plain SGD, and M-FAC's dynamic algorithm with a window of m = 32
+  gradients (damping 1e-3) over all 2.5 M parameters.
 
 The SVD refresh happens in the warm-up (T = 200 is longer than the run), so the GaLore rows are the
 steady-state step; an SVD of every linear weight costs extra once per T steps. Each optimizer gets
@@ -23,6 +25,10 @@ steady-state step; an SVD of every linear weight costs extra once per T steps. E
 each round. Reported: median and interquartile range over rounds, ratios of medians. Bytes are from
 ``gradinfo.optim.memory_bytes`` (weights; optimizer state; projectors) after the warm-up. The load average
 is printed: on a shared machine (load above the thread count) medians are inflated and ratios noisy.
+
+M-FAC's floor: each step reads the ``[m, d]`` window twice (``G g`` for the new Gram row, then ``G^T c``),
+``2 m d`` floats, where SGD reads and writes ``3 d``; the script prints those bytes and the bandwidth-bound
+ratio ``2 m / 3`` beside the measured one.
 
 Run: ``.venv/bin/python benchmarks/optim.py [--rounds N] [--warmup N] [--threads T]``.
 """
@@ -44,6 +50,7 @@ from torch import nn
 from gradinfo.datasets import load
 from gradinfo.models import tiny_llama
 from gradinfo.optim import (
+    MFAC,
     DiffGrad,
     GaLoreAdamW,
     Int8Linear,
@@ -56,6 +63,7 @@ from gradinfo.optim import (
 
 LR = 1e-3
 RANK, GAP, SCALE = 64, 200, 0.25
+NGRADS, DAMPING = 32, 1e-3
 
 
 def _model() -> nn.Module:
@@ -89,6 +97,8 @@ CASES: dict[str, Callable[[nn.Module], torch.optim.Optimizer]] = {
         _galore_groups(m, False), lr=LR, rank=RANK, update_proj_gap=GAP, scale=SCALE
     ),
     "gradinfo QGaLoreAdamW": _q_galore,
+    "torch SGD": lambda m: torch.optim.SGD(m.parameters(), lr=LR),
+    "gradinfo MFAC": lambda m: MFAC(m.parameters(), lr=LR, ngrads=NGRADS, damping=DAMPING),
 }
 
 
@@ -157,13 +167,19 @@ def main() -> None:
     sink_opt = runs["gradinfo SinkGD"][1]
     matrix_state = sum(len(sink_opt.state[p]) for p in sink_opt.param_groups[0]["params"])
     q = sizes["gradinfo QGaLoreAdamW"]
+    dim = sum(p.numel() for p in runs["torch SGD"][0].parameters())
+    window_mb, sgd_mb = 2 * NGRADS * dim * 4 / 1e6, 3 * dim * 4 / 1e6
     console.print(
         f"SinkGD step / AdamW step = {med['gradinfo SinkGD'] / med['torch AdamW']:.2f} (target <= 1.3); "
         f"matrix state entries = {matrix_state} (target 0)\n"
         f"gradinfo DiffGrad / pytorch-optimizer DiffGrad = "
         f"{med['gradinfo DiffGrad'] / med['pytorch-optimizer DiffGrad']:.2f} (target <= 1.1)\n"
         f"Q-GaLore (state + projectors) / AdamW state = "
-        f"{(q['optimizer_state'] + q['projectors']) / adamw_state:.3f} (target <= 0.35)"
+        f"{(q['optimizer_state'] + q['projectors']) / adamw_state:.3f} (target <= 0.35)\n"
+        f"M-FAC step / SGD step = {med['gradinfo MFAC'] / med['torch SGD']:.2f} at m = {NGRADS} "
+        "(target <= 3); "
+        f"bytes read per step: M-FAC >= {window_mb:.0f} MB (window twice), SGD {sgd_mb:.0f} MB, "
+        f"bandwidth-bound ratio >= {window_mb / sgd_mb:.1f}"
     )
 
 
