@@ -34,9 +34,9 @@ from torch import Tensor, nn
 
 from gradinfo.datasets import load
 from gradinfo.models import mlp
-from gradinfo.privacy import Reconstruction, SharedUpdate
-from gradinfo.privacy.federated import AuditingStrategy, transform_mod
-from gradinfo.transform import add_gaussian_noise, clip_by_global_norm
+from gradinfo.privacy import DPSGD, Reconstruction, SharedUpdate, fedavg
+from gradinfo.privacy.federated import AuditingStrategy, flower_fedavg, transform_mod
+from gradinfo.transform import add_gaussian_noise, clip_by_global_norm, topk_sparsify
 
 CLIENTS, ROUNDS, BATCH, STEPS, LR, MAX_NORM = 2, 2, 4, 2, 0.5, 0.05
 
@@ -202,3 +202,20 @@ def test_bad_arguments() -> None:
         AuditingStrategy(FedAvg(), {"a": 3}, _model)  # type: ignore[dict-item]
     with pytest.raises(ValueError, match="not in attacks"):
         AuditingStrategy(FedAvg(), {"a": lambda m, u: None}, _model, attack_kwargs={"b": {}})
+
+
+@pytest.mark.slow  # Ray start-up: about a minute on 2 shared cores
+def test_flower_fedavg_runs_the_in_process_fedavg() -> None:
+    digits = load("digits", seed=0)
+    x, y = digits.x.flatten(1), digits.y  # [N, 64], [N]
+    clients = [(x[:40], y[:40]), (x[40:100], y[40:100])]
+    test = (x[100:300], y[100:300])
+    defense = (DPSGD(1.0, 0.3), topk_sparsify(0.5))
+    args = {"test": test, "defense": defense, "seed": 3}
+    ref = fedavg(_model, clients, 2, 2, 0.5, **args)
+    got = flower_fedavg(_model, clients, 2, 2, 0.5, **args)
+    assert len(got.accuracy) == 3 and len(got.loss) == 2
+    np.testing.assert_allclose(got.loss, ref.loss, rtol=1e-5)
+    for (n, p), q in zip(got.model.named_parameters(), ref.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=n)
+    np.testing.assert_allclose(got.accuracy, ref.accuracy, atol=0.011)  # at most 2 of 200 flip on rounding

@@ -97,7 +97,7 @@ def _is_personal(name: str, personal: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in personal)
 
 
-def _local_update(
+def local_update(
     model: nn.Module,
     data: Client,
     loss_fn: LossFn,
@@ -107,9 +107,13 @@ def _local_update(
     dp: DPSGD | None,
     seed: int,
 ) -> tuple[float, Grads]:
-    """Run ``steps`` SGD steps on ``model`` in place; return the first step's loss and theta_0 - theta_K.
+    """One client's local training: ``steps`` SGD steps on ``model`` in place (arguments as for fedavg).
 
     Dropout masks, minibatch draws and DP noise come from the global RNG forked and seeded with ``seed``.
+
+    Returns:
+        The first step's loss and the delta theta_0 - theta_K ``{name: param.shape}`` of the trainable
+        parameters.
     """
     x, y = data
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -138,6 +142,51 @@ def _local_update(
                 for n, p in params.items():
                     p.sub_(lr * grads[n])
     return first, {n: start[n] - p.detach() for n, p in params.items()}
+
+
+def check_run(
+    model_fn: Any,
+    clients: Any,
+    rounds: Any,
+    local_steps: Any,
+    lr: Any,
+    test: Any,
+    defense: Any,
+    batch_size: Any,
+    seed: Any,
+) -> tuple[nn.Module, list[Client], list[Client]]:
+    """Check the arguments of a federated run (as :func:`fedavg` takes them), before any training.
+
+    Returns:
+        ``(model_fn(), clients, test pairs)``.
+
+    Raises:
+        TypeError, ValueError: a bad argument, named in the message.
+    """
+    if not callable(model_fn):
+        raise TypeError(f"model_fn must be a callable returning an nn.Module, got {type(model_fn).__name__}")
+    clients = _check_clients("clients", clients)
+    positive_int("rounds", rounds)
+    positive_int("local_steps", local_steps)
+    positive("lr", lr)
+    tests = _check_clients("test", test if isinstance(test, list) else [test])
+    if isinstance(test, list) and len(tests) != len(clients):
+        raise ValueError(
+            f"test must be one (inputs, targets) pair or {len(clients)} (one per client), got {len(tests)}"
+        )
+    split_defense(defense)
+    if batch_size is not None:
+        positive_int("batch_size", batch_size)
+    positive_int("seed", seed, minimum=0)
+    model = model_fn()
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model_fn() must return an nn.Module, got {type(model).__name__}")
+    return model, clients, tests
+
+
+def client_seed(seed: int, round_: int, client: int) -> int:
+    """The seed of client ``client``'s local training in round ``round_`` (0-based) of run ``seed``."""
+    return seed * 100_003 + round_ * 1_009 + client
 
 
 def fedavg(
@@ -189,26 +238,12 @@ def fedavg(
     Raises:
         TypeError, ValueError: a bad argument (named in the message), before any training.
     """
-    if not callable(model_fn):
-        raise TypeError(f"model_fn must be a callable returning an nn.Module, got {type(model_fn).__name__}")
-    clients = _check_clients("clients", clients)
-    rounds = positive_int("rounds", rounds)
-    local_steps = positive_int("local_steps", local_steps)
-    lr = positive("lr", lr)
-    tests = _check_clients("test", test if isinstance(test, list) else [test])
-    if isinstance(test, list) and len(tests) != len(clients):
-        raise ValueError(
-            f"test must be one (inputs, targets) pair or {len(clients)} (one per client), got {len(tests)}"
-        )
+    model, clients, tests = check_run(
+        model_fn, clients, rounds, local_steps, lr, test, defense, batch_size, seed
+    )
     dp, transform = split_defense(defense)
-    if batch_size is not None:
-        positive_int("batch_size", batch_size)
     if not (isinstance(personal, tuple) and all(isinstance(p, str) for p in personal)):
         raise TypeError(f"personal must be a tuple of parameter-name prefixes, got {personal!r}")
-    seed = positive_int("seed", seed, minimum=0)
-    model = model_fn()
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model_fn() must return an nn.Module, got {type(model).__name__}")
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     shared = [n for n in names if not _is_personal(n, personal)]
     if not shared:
@@ -238,8 +273,8 @@ def fedavg(
             local = copy.deepcopy(model)
             local.load_state_dict(mine[k], strict=False)
             local.train()
-            first, delta = _local_update(
-                local, data, loss_fn, local_steps, lr, batch_size, dp, seed * 100_003 + t * 1_009 + k
+            first, delta = local_update(
+                local, data, loss_fn, local_steps, lr, batch_size, dp, client_seed(seed, t, k)
             )
             round_loss.append(first)
             update = {n: delta[n] for n in shared}

@@ -20,10 +20,16 @@ update is the gradient g = (theta_0 - theta_1) / lr; with K > 1 steps it is the 
 
 Arrays travel in the order of ``model.state_dict()`` (Flower's PyTorch convention), so the names of the
 arrays are the state-dict keys; buffers are in the update but only trainable parameters reach the attack.
+
+:func:`flower_fedavg` runs :func:`gradinfo.privacy.fedavg`'s computation through Flower's simulation engine
+(Ray): the same local training per client (:func:`~gradinfo.privacy.fedavg.local_update`, same seeds), the
+defense's ``DPSGD`` inside the client and its transforms in a :func:`transform_mod`, Flower's ``FedAvg``
+strategy weighting clients by their number of examples, and server-side evaluation after every round.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -34,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from flwr.common import (
     ConfigRecord,
     Context,
@@ -54,9 +61,10 @@ from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 from torch import Tensor, nn
 
-from gradinfo.core.types import Grads, State
+from gradinfo.core.types import Grads, LossFn, State
+from gradinfo.privacy.fedavg import Client, FedHistory, accuracy, check_run, client_seed, local_update
 from gradinfo.privacy.metrics import psnr
-from gradinfo.privacy.threat import Reconstruction, SharedUpdate
+from gradinfo.privacy.threat import Defense, Reconstruction, SharedUpdate, split_defense
 from gradinfo.transform import GradTransform
 
 Attack = Callable[..., Reconstruction]
@@ -312,3 +320,135 @@ class AuditingStrategy(Strategy):
             if self.log_path is not None:
                 with self.log_path.open("a") as fh:
                     fh.write(json.dumps(record) + "\n")
+
+
+def _load_arrays(model: nn.Module, arrays: Sequence[np.ndarray]) -> None:
+    keys = list(model.state_dict())
+    model.load_state_dict(
+        {k: torch.from_numpy(np.array(a, copy=True)) for k, a in zip(keys, arrays, strict=True)}
+    )
+
+
+def _arrays(model: nn.Module) -> list[np.ndarray]:
+    return [v.detach().cpu().numpy().copy() for v in model.state_dict().values()]
+
+
+def flower_fedavg(
+    model_fn: Callable[[], nn.Module],
+    clients: list[Client],
+    rounds: int,
+    local_steps: int,
+    lr: float,
+    *,
+    test: Client,
+    defense: Defense | None = None,
+    batch_size: int | None = None,
+    loss_fn: LossFn = F.cross_entropy,
+    seed: int = 0,
+    num_cpus: int = 2,
+) -> FedHistory:
+    """:func:`gradinfo.privacy.fedavg` through Flower's simulation engine (Ray): one virtual client per pair.
+
+    Round t (Flower's round t + 1): Flower's ``FedAvg`` sends the global weights to every client; client k
+    loads them and runs :func:`~gradinfo.privacy.fedavg.local_update` with the seed ``fedavg`` uses
+    (``DPSGD`` steps when the defense has one); the defense's transforms act on the outgoing update
+    theta_new - theta_0 in a :func:`transform_mod` whose state Flower keeps per client across rounds; the
+    strategy averages the returned weights by number of examples, and ``evaluate_fn`` scores the new
+    global model on ``test``. Mathematically the run is :func:`~gradinfo.privacy.fedavg.fedavg`'s, up to
+    float rounding (averaging weights instead of deltas) and the sign of the update the transforms see
+    (theta_new - theta_0, where ``fedavg`` transforms theta_0 - theta_new: the same for linear and
+    sign-symmetric transforms such as sketches, top-k and stochastic quantisation).
+
+    Args:
+        model_fn, clients, rounds, local_steps, lr, defense, batch_size, loss_fn, seed: as for ``fedavg``.
+        test: one ``(inputs, targets)`` pair scored with the global model (no personal parameters here).
+        num_cpus: CPUs Ray may use; each virtual client takes one.
+
+    Returns:
+        A :class:`~gradinfo.privacy.fedavg.FedHistory` (``personal`` holds empty dicts).
+
+    Raises:
+        TypeError, ValueError: a bad argument, before Ray starts.
+    """
+    from flwr.client import ClientApp, NumPyClient
+    from flwr.server import ServerAppComponents, ServerConfig
+    from flwr.server.strategy import FedAvg
+    from flwr.serverapp import ServerApp
+    from flwr.simulation import run_simulation
+
+    if not isinstance(test, tuple):
+        raise TypeError(f"test must be one (inputs, targets) pair, got {type(test).__name__}")
+    model, clients, tests = check_run(
+        model_fn, clients, rounds, local_steps, lr, test, defense, batch_size, seed
+    )
+    num_cpus = int(num_cpus) if isinstance(num_cpus, int) and num_cpus >= 1 else _bad_cpus(num_cpus)
+    dp, transform = split_defense(defense)
+    names = list(model.state_dict())
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    if transform is not None and set(names) != trainable:
+        raise ValueError(
+            "flower_fedavg applies the defense's transforms to every state-dict array; the model has buffers "
+            f"or frozen parameters ({', '.join(sorted(set(names) - trainable)[:5])}): use fedavg for it"
+        )
+    begin = time.perf_counter()
+    curve: list[float] = []
+    losses: list[float] = []
+
+    class _FedClient(NumPyClient):  # type: ignore[misc]
+        def __init__(self, k: int) -> None:
+            self.k = k
+
+        def fit(
+            self, parameters: list[np.ndarray], config: dict[str, Scalar]
+        ) -> tuple[list[np.ndarray], int, dict]:
+            torch.set_num_threads(1)
+            local = model_fn()
+            _load_arrays(local, parameters)
+            local.train()
+            seed_k = client_seed(seed, int(config["round"]) - 1, self.k)
+            first, _ = local_update(local, clients[self.k], loss_fn, local_steps, lr, batch_size, dp, seed_k)
+            return _arrays(local), len(clients[self.k][1]), {"loss": first}
+
+    def client_fn(context: Context) -> Any:
+        return _FedClient(int(context.node_config["partition-id"])).to_client()
+
+    def evaluate(
+        server_round: int, arrays: list[np.ndarray], config: dict[str, Scalar]
+    ) -> tuple[float, dict]:
+        _load_arrays(model, arrays)
+        curve.append(accuracy(model, *tests[0]))
+        return 0.0, {"accuracy": curve[-1]}
+
+    def mean_loss(metrics: list[tuple[int, dict[str, Scalar]]]) -> dict[str, Scalar]:
+        losses.append(float(np.mean([float(m["loss"]) for _, m in metrics])))  # type: ignore[arg-type]
+        return {"loss": losses[-1]}
+
+    strategy = FedAvg(
+        fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=len(clients), min_evaluate_clients=0,
+        min_available_clients=len(clients), evaluate_fn=evaluate, on_fit_config_fn=lambda r: {"round": r},
+        initial_parameters=ndarrays_to_parameters(_arrays(model)), fit_metrics_aggregation_fn=mean_loss,
+    )  # fmt: skip
+    server = ServerApp(
+        server_fn=lambda context: ServerAppComponents(
+            strategy=strategy, config=ServerConfig(num_rounds=rounds)
+        )
+    )
+    mods = [transform_mod(transform, names)] if transform is not None else []
+    run_simulation(
+        server,
+        ClientApp(client_fn=client_fn, mods=mods),
+        num_supernodes=len(clients),
+        backend_config={
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+            "init_args": {"num_cpus": num_cpus, "include_dashboard": False, "log_to_driver": False},
+        },
+    )
+    if len(curve) != rounds + 1:
+        raise RuntimeError(
+            f"Flower's simulation ended after {len(curve) - 1} of {rounds} rounds (a client failed)"
+        )
+    return FedHistory(curve, losses, copy.deepcopy(model), [{} for _ in clients], time.perf_counter() - begin)
+
+
+def _bad_cpus(value: object) -> int:
+    raise ValueError(f"num_cpus must be an int >= 1, got {value!r}")
