@@ -122,5 +122,6 @@ def test_bad_arguments_raise() -> None:
 def test_learns_cartpole() -> None:
     torch.manual_seed(0)
     policy = CategoricalPolicy(nn.Linear(4, 2).double())
-    history = harpg(CartPole(horizon=200), policy, budget=300, lr=1.0, seed=0)
+    # lr 1.0 (N-PG-IGT's) is too long a step here: B v's noise grows with the step
+    history = harpg(CartPole(horizon=200), policy, budget=400, lr=0.3, seed=0)
     assert history.returns[-25:].mean() > 1.5 * history.returns[:25].mean()
