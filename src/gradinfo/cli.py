@@ -155,6 +155,9 @@ def audit(
     rounds: str | None = typer.Option(None, "--rounds", help="Federated rounds of the utility runs."),
     local_steps: str | None = typer.Option(None, "--local-steps", help="Local steps per round."),
     seed: str | None = typer.Option(None, "--seed", help="Seed of everything (default 0)."),
+    engine: str | None = typer.Option(
+        None, "--engine", help="Utility runs: inprocess (default) or flower (Flower's simulation, Ray)."
+    ),
     out: str = typer.Option(
         "gradinfo-audit", "--out", help="Output folder (resumed if it holds this audit)."
     ),
@@ -172,7 +175,7 @@ def audit(
     given = {
         "model": model, "data": data, "attacks": attacks, "defenses": defenses, "batch_sizes": batch_sizes,
         "iterations": iterations, "restarts": restarts, "clients": clients, "rounds": rounds,
-        "local_steps": local_steps, "seed": seed, "out": out,
+        "local_steps": local_steps, "seed": seed, "engine": engine, "out": out,
     }  # fmt: skip
     if full:
         given = {**FULL, **{k: v for k, v in given.items() if v is not None}}

@@ -255,3 +255,22 @@ def test_default_audit_finishes_and_dp_lowers_leakage(tmp_path: Path) -> None:
     dp = max(r["psnr"] for r in rows if r["defense"] == "dp-eps1")
     assert undefended > dp
     assert len(result.rows) == len(cells(make_config()))
+
+
+def test_unknown_engine_is_one_line() -> None:
+    with pytest.raises(AuditConfigError) as info:
+        make_config(engine="spark")
+    assert info.value.lines == ["--engine: unknown engine 'spark'; valid: inprocess, flower"]
+
+
+@pytest.mark.slow  # Ray start-up: about a minute on 2 shared cores
+def test_flower_engine_gives_the_in_process_utility(tiny_data: str, tmp_path: Path) -> None:
+    options = {"attacks": "label_recovery", "defenses": "none,topk-90", "rounds": 2, "local_steps": 2}
+    flower = audit(tiny(tiny_data, tmp_path / "flower", engine="flower", **options), progress=False)
+    local = audit(tiny(tiny_data, tmp_path / "local", **options), progress=False)
+    got = {r["defense"]: r for r in flower.rows if r["kind"] == "utility"}
+    want = {r["defense"]: r for r in local.rows if r["kind"] == "utility"}
+    for defense in ("none", "topk-90"):
+        assert got[defense]["engine"] == "flower simulation" and want[defense]["engine"] == "in-process"
+        np.testing.assert_allclose(got[defense]["accuracy_curve"], want[defense]["accuracy_curve"], atol=0.05)
+    assert "flower simulation" in flower.report.read_text()

@@ -118,6 +118,11 @@ def _scatter(setup: Setup, rows: list[dict[str, Any]], out: Path) -> str:
     return name
 
 
+def _engines(utility: dict[str, dict[str, Any]]) -> str:
+    found = sorted({str(u.get("engine", "in-process")) for u in utility.values()})
+    return ", ".join(found) or "none"
+
+
 def write_report(
     setup: Setup, rows: list[dict[str, Any]], skipped: list[tuple[str, str, str]], out: Path
 ) -> Path:
@@ -138,17 +143,31 @@ def write_report(
     attacks = [r for r in rows if r["kind"] == "attack"]
     steps = config.rounds * config.local_steps
 
+    reference = utility["none"]["accuracy"] if "none" in utility else None
     summary = []
     for d in config.defenses:
         u = utility[d]
+        cost = (
+            "reference"
+            if d == "none"
+            else (f"{100 * (u['accuracy'] - reference):+.1f}" if reference is not None else "n/a")
+        )
         worst = [_fmt(_worst(rows, d, b)) for b in config.batch_sizes]
         labels = [
             r["label_accuracy"] for r in attacks if r["defense"] == d and r["attack"] == "label_recovery"
         ]
         label = _fmt(float(np.mean(labels)), 2) if labels else "n/a"
         eps = _fmt(u["epsilon"], 2) if u["epsilon"] is not None else "&infin; (no DP)"
-        summary.append([html.escape(d), html.escape(DEFENSES[d]), _fmt(u["accuracy"], 3), eps, *worst, label])
-    head = ["defense", "what the client shares", "test accuracy", "&epsilon; (&delta;=1e-5)"]
+        summary.append(
+            [html.escape(d), html.escape(DEFENSES[d]), _fmt(u["accuracy"], 3), cost, eps, *worst, label]
+        )
+    head = [
+        "defense",
+        "what the client shares",
+        "test accuracy",
+        "vs none (points)",
+        "&epsilon; (&delta;=1e-5)",
+    ]
     head += [f"max PSNR B={b} (dB)" for b in config.batch_sizes] + ["label accuracy"]
 
     detail = [
@@ -176,12 +195,15 @@ def write_report(
         f"(inputs {setup.input_shape}, {setup.num_classes} classes, {len(setup.train[1])} train / "
         f"{len(setup.test[1])} test); {config.clients} non-IID clients; seed {config.seed}; attack "
         f"iterations {config.iterations}, restarts {config.restarts}; {config.rounds} rounds x "
-        f"{config.local_steps} local steps.</p>",
+        f"{config.local_steps} local steps; utility runs: {html.escape(_engines(utility))}.</p>",
         "<h2>Summary</h2>",
         _table(head, summary, left=2),
         "<p class='note'>max PSNR: the strongest attack's mean PSNR over the victim batch (higher = more "
         "leaked; about 10 dB is noise-like, above 20 dB the image is recognisable). Accuracy: test accuracy "
-        "of the federated run of that defense.</p>",
+        "of the federated run of that defense on the whole test split; 'vs none' is its difference from the "
+        "undefended run in percentage points. HyperFL is personalised: each client's model (its private "
+        "embedding and head) is scored on its own test examples, whose classes it trained on, an easier "
+        "task than the global model's.</p>",
         "<h2>What the attacker saw</h2><ul>",
         "<li>An honest-but-curious server: one client's shared update (a batch-mean gradient of the "
         "round-start, untrained model, computed in train mode with dropout masks the server never sees) "

@@ -18,11 +18,14 @@ What each cell does (the threat model of :func:`gradinfo.privacy.share`):
   client drew its own), and is given the true labels, which it cannot recover (the head is private).
   Reconstructions are matched to the victims by the assignment maximising total PSNR (batch order is
   not recoverable), then scored by PSNR, SSIM and, where labels were recovered, label accuracy.
-- utility cell (defense): FedAvg over the non-IID clients, every client sharing exactly what the attack
-  cell's client shares (``local_steps`` full-batch steps, the delta, the defense); the server de-sketches
-  sketched deltas and averages. HyperFL trains with :func:`hyperfl_train` (the official schedule:
-  a head epoch, then a hypernetwork/embedding epoch, minibatches of 50). Accuracy is on the test split,
-  each test example scored by its client's model (the one global model, except under HyperFL).
+- utility cell (defense): :func:`~gradinfo.privacy.fedavg` over the non-IID clients (or, with
+  ``engine="flower"``, :func:`~gradinfo.privacy.federated.flower_fedavg`, the same run through Flower's
+  simulation engine), every client sharing what the attack cell's client shares (``local_steps``
+  full-batch steps, the delta, the defense); the server de-sketches sketched deltas (one fresh sketch per
+  round) and averages. HyperFL trains with :func:`hyperfl_train` (the official schedule: a head epoch,
+  then a hypernetwork/embedding epoch, minibatches of 50), in-process under either engine. Accuracy is on
+  the whole test split with the global model; under HyperFL each client's model (its private embedding
+  and head) is scored on its own test examples, classes it has seen only.
 """
 
 from __future__ import annotations
@@ -51,14 +54,14 @@ from gradinfo.privacy.attacks import (
     label_recovery,
     sketched_inversion,
 )
-from gradinfo.privacy.audit.config import AuditConfig
+from gradinfo.privacy.audit.config import DEFENSES, AuditConfig
 from gradinfo.privacy.audit.grid import SKETCHED, Cell, cells, skipped
 from gradinfo.privacy.audit.setup import CLIP, DELTA, Setup, hyperfl_parts, prepare
 from gradinfo.privacy.defenses import hyperfl_model, hyperfl_share, hyperfl_train
-from gradinfo.privacy.fedavg import accuracy, weighted_average
+from gradinfo.privacy.fedavg import fedavg
 from gradinfo.privacy.metrics import label_accuracy, psnr, ssim
-from gradinfo.privacy.threat import DPSGD, SharedUpdate, share
-from gradinfo.transform import desketch, sketch, stochastic_quantize, topk_sparsify
+from gradinfo.privacy.threat import DPSGD, Defense, SharedUpdate, describe_defense, share
+from gradinfo.transform import GradTransform, chain, desketch, sketch, stochastic_quantize, topk_sparsify
 from gradinfo.transform.sketch import SKETCH_KEY
 
 MANIFEST, RESULTS, CELLS = "manifest.json", "results.jsonl", "cells"
@@ -102,6 +105,28 @@ def _hyperfl_global(setup: Setup) -> nn.Module:
     ).train()
 
 
+def defense_for(setup: Setup, defense: str, seed: int, *, federated: bool = False) -> Defense | None:
+    """The defense ``defense`` as :func:`~gradinfo.privacy.share` and ``fedavg`` take it.
+
+    Sketches use the count sketch of seed ``seed``. For one shared update (``federated=False``) the client
+    sends the sketch itself; in a federated run (``federated=True``) the server's de-sketching is folded
+    into the defense, ``chain(sketch, desketch)`` with ``fresh=True``: one R_t per round, shared by the
+    clients (Song et al. 2023). Not for ``"hyperfl"`` (its own training path).
+    """
+    dp = DPSGD(CLIP, setup.sigmas[defense]) if defense in setup.sigmas else None
+    transform: GradTransform | None = None
+    if defense == "topk-90":
+        transform = topk_sparsify(0.1)
+    elif defense == "quant-4bit":
+        transform = stochastic_quantize(4, seed=seed)
+    elif defense in SKETCHED:
+        compress = sketch(setup.sketch_dim, seed=seed, kind=SKETCH_KIND, fresh=federated)
+        expand = desketch(setup.sketch_dim, seed=seed, kind=SKETCH_KIND, fresh=federated)
+        transform = chain(compress, expand) if federated else compress
+    parts = tuple(d for d in (dp, transform) if d is not None)
+    return None if not parts else parts[0] if len(parts) == 1 else parts
+
+
 def client_update(
     setup: Setup, defense: str, model: nn.Module, x: Tensor, y: Tensor, *, local_steps: int, seed: int
 ) -> SharedUpdate:
@@ -115,24 +140,9 @@ def client_update(
         return hyperfl_share(
             model, F.cross_entropy, x, y, defense_name="HyperFL (hypernetwork only)", **common
         )
-    if defense in setup.sigmas:
-        dp = DPSGD(CLIP, setup.sigmas[defense])
-        update = share(model, F.cross_entropy, x, y, defense=dp, **common)
-    elif defense == "topk-90":
-        update = share(
-            model, F.cross_entropy, x, y, defense=topk_sparsify(0.1), defense_name="top-k 10%", **common
-        )
-    elif defense == "quant-4bit":
-        update = share(model, F.cross_entropy, x, y, defense=stochastic_quantize(4, seed=seed), **common)
-    else:
-        update = share(model, F.cross_entropy, x, y, **common)
-    if defense in SKETCHED:
-        compress = sketch(setup.sketch_dim, seed=seed, kind=SKETCH_KIND)
-        s, _ = compress.update(update.grads, compress.init(update.grads))
-        update = dataclasses.replace(
-            update, grads=s, defense=f"{update.defense} + count sketch {setup.sketch_dim}"
-        )
-    return update
+    protect = defense_for(setup, defense, seed)
+    name = f"{describe_defense(protect)} ({DEFENSES[defense]})" if protect is not None else None
+    return share(model, F.cross_entropy, x, y, defense=protect, defense_name=name, **common)
 
 
 def server_view(setup: Setup, model: nn.Module, update: SharedUpdate, seed: int) -> SharedUpdate:
@@ -222,26 +232,20 @@ def utility_cell(setup: Setup, cell: Cell) -> dict[str, Any]:
             lambda: _hyperfl_global(setup), setup.clients, config.rounds, test=setup.tests,
             local_epochs=1, head_epochs=1, batch_size=50, seed=config.seed,
         )  # fmt: skip
-        curve = history.accuracy
+        engine = "in-process (HyperFL's own schedule)"
     else:
-        model = setup.model_fn()
-        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        sizes = [float(len(y)) for _, y in setup.clients]
-        curve = [accuracy(model, *setup.test)]
-        for t in range(config.rounds):
-            deltas = []
-            for k, (x, y) in enumerate(setup.clients):
-                seed = config.seed * 1_000_003 + 7919 * (t + 1) + k
-                update = client_update(setup, defense, model, x, y, local_steps=config.local_steps, seed=seed)
-                deltas.append(server_view(setup, model, update, seed).grads)
-            step = weighted_average(deltas, sizes)
-            with torch.no_grad():
-                for n, p in params.items():
-                    p.sub_(step[n])
-            curve.append(accuracy(model, *setup.test))
+        if config.engine == "flower":
+            from gradinfo.privacy.federated import flower_fedavg as run  # Flower and Ray load only here
+        else:
+            run = fedavg
+        history = run(
+            setup.model_fn, setup.clients, config.rounds, config.local_steps, LR, test=setup.test,
+            defense=defense_for(setup, defense, config.seed, federated=True), seed=config.seed,
+        )  # fmt: skip
+        engine = "flower simulation" if config.engine == "flower" else "in-process"
     return {
-        "cell": cell.key, "kind": "utility", "defense": defense, "accuracy": curve[-1],
-        "accuracy_curve": curve,
+        "cell": cell.key, "kind": "utility", "defense": defense, "accuracy": history.accuracy[-1],
+        "accuracy_curve": history.accuracy, "engine": engine,
         "noise_multiplier": setup.sigmas.get(defense), "epsilon": setup.epsilons.get(defense),
         "delta": DELTA if defense in setup.sigmas else None, "seconds": time.perf_counter() - start,
     }  # fmt: skip
