@@ -43,8 +43,6 @@ _PLANNED: tuple[tuple[int, str, str, str], ...] = (
      "Trains a prompter LLM on suffixes found by beam search on target-loss forward passes only"),
     (16, "gspo", "adversarial",
      "Greedy segment prompt search: gradient w.r.t. a one-hot over candidate segments picks swaps"),
-    (17, "llm_pruner", "compress",
-     "Removes coupled groups (heads, MLP channels) with the lowest Taylor importance |w·g - ½w²F|"),
     (18, "goracs", "select",
      "Coreset by optimal transport to validation data, with costs lowered by each sample's gradient norm"),
     (20, "local_style_fool", "adversarial",

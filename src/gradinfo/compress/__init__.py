@@ -9,12 +9,14 @@ from gradinfo.compress import importance
 from gradinfo.compress.gaprune import GAPruneReport, SentenceEncoder, gaprune
 from gradinfo.compress.gm_nas import EdgeSplit, gm_nas, split_ops
 from gradinfo.compress.importance import aggregate, fisher_diag, group_taylor, mean_grad
+from gradinfo.compress.llm_pruner import PruneReport, llm_pruner, load_pruned, lora_recover
 from gradinfo.compress.modegpt import ModeGPTReport, ModularAttention, modegpt
 from gradinfo.compress.obs_prune import OBSReport, obs_prune
 from gradinfo.compress.snella import SnellaController, SnellaLinear, lora, snella
 
 __all__ = [
     "EdgeSplit",
+    "PruneReport",
     "ModeGPTReport",
     "ModularAttention",
     "GAPruneReport",
@@ -28,6 +30,9 @@ __all__ = [
     "gm_nas",
     "group_taylor",
     "importance",
+    "llm_pruner",
+    "load_pruned",
+    "lora_recover",
     "lora",
     "mean_grad",
     "modegpt",
