@@ -244,3 +244,79 @@ def compare_optimizers(
         f"comparison finished in {result.seconds:.0f} s ({result.computed} optimizers trained, "
         f"{result.reused} reused from an earlier run); report: {result.report}"
     )
+
+
+@app.command()
+def prune(
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="tiny-llama (default), tiny-gpt2, minilm, mlp-digits, a Hugging Face folder, 'module:factory'.",
+    ),
+    method: str | None = typer.Option(
+        None, "--method", help="llm_pruner (default), modegpt, obs or gaprune."
+    ),
+    ratio: str | None = typer.Option(None, "--ratio", help="Share removed, in (0, 1) (default 0.3)."),
+    calibration: str | None = typer.Option(
+        None, "--calibration", help="text, digits, mnist1d or finance (default: the model's own)."
+    ),
+    importance: str | None = typer.Option(
+        None,
+        "--importance",
+        help="llm_pruner only: taylor (default), fisher, param_mix, l2, random, vectorize.",
+    ),
+    lora_steps: str | None = typer.Option(
+        None, "--lora-steps", help="LoRA recovery steps after llm_pruner or modegpt (default 0: none)."
+    ),
+    train_steps: str | None = typer.Option(
+        None,
+        "--train-steps",
+        help="Builtins only: training steps before pruning (default 200; 0: random init).",
+    ),
+    examples: str | None = typer.Option(
+        None, "--examples", help="Calibration examples (default per method)."
+    ),
+    seed: str | None = typer.Option(
+        None, "--seed", help="Seed of model, training and calibration (default 0)."
+    ),
+    out: str = typer.Option(
+        "gradinfo-prune", "--out", help="Output folder (a finished run is returned as is)."
+    ),
+) -> None:
+    """Prune a model with one method; save it (safetensors, reloadable) and report what it cost.
+
+    Writes model/, report.json and report.md into --out: parameters, perplexity / accuracy / MRR and latency
+    per token before and after, and which groups went. Rerun with the same options to resume.
+    """
+    from gradinfo.compress.job import PruneConfigError, PruneError, make_config
+    from gradinfo.compress.job import prune as run_prune
+
+    given = {
+        "model": model, "method": method, "ratio": ratio, "calibration": calibration,
+        "importance": importance, "lora_steps": lora_steps, "train_steps": train_steps, "examples": examples,
+        "seed": seed, "out": out,
+    }  # fmt: skip
+    try:
+        result = run_prune(make_config(**given))
+    except PruneConfigError as error:
+        raise UsageError("\n".join(error.lines)) from None
+    except PruneError as error:
+        raise UsageError(str(error)) from None
+    r = result.report
+    metric = r["metric"]
+    table = Table("", "parameters", "nonzero", metric, f"ms per {r['latency_unit']}")
+    table.add_row(
+        "dense", f"{r['parameters_before']:,}", f"{r['nonzero_before']:,}", f"{r[f'{metric}_before']:.4g}",
+        f"{r['latency_ms_before']:.4g}",
+    )  # fmt: skip
+    final = r["recovered"] or r["pruned"]
+    table.add_row(
+        "pruned" + (" + LoRA" if r["recovered"] else ""), f"{r['parameters_after']:,}",
+        f"{r['nonzero_after']:,}", f"{final[metric]:.4g}", f"{r['latency_ms_after']:.4g}",
+    )  # fmt: skip
+    console = Console()
+    console.print(table)
+    console.print(
+        f"prune finished in {result.seconds:.0f} s ({len(result.reused)} stages reused from an earlier run); "
+        f"model: {result.out / 'model'}, report: {result.out / 'report.md'}"
+    )
