@@ -165,6 +165,7 @@ class EdgeSplit:
     family="compress",
     paper=5,
     summary="Splits the supernet edge whose candidate ops give the most dissimilar shared-weight gradients",
+    claim="gradinfo.claims.gm_nas:check",
     example="gradinfo.compress.gm_nas:CONFORMANCE",
     status="implemented",
 )
