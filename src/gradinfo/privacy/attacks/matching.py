@@ -141,13 +141,16 @@ def loss_gradient(
     return torch.func.grad(loss)(params)
 
 
-def gradient_distance(grads: Grads, target: Grads, distance: Distance = "cosine") -> Tensor:
+def gradient_distance(
+    grads: Grads, target: Grads, distance: Distance = "cosine", *, target_norm: float | None = None
+) -> Tensor:
     """``1 - <g, g*> / (||g|| ||g*||)`` (cosine) or ``sum ||g - g*||^2`` (l2) over all entries of all keys.
 
     Args:
         grads: the dummy gradient ``{name: tensor}``.
         target: the shared gradient, same keys and shapes.
         distance: ``"cosine"`` or ``"l2"``.
+        target_norm: ``||g*||`` if already known (an optimisation loop computes it once), else None.
 
     Returns:
         A scalar tensor.
@@ -156,8 +159,14 @@ def gradient_distance(grads: Grads, target: Grads, distance: Distance = "cosine"
         return sum(((grads[n] - t) ** 2).sum() for n, t in target.items())
     dot = sum((grads[n] * t).sum() for n, t in target.items())
     norm_g = sum(grads[n].pow(2).sum() for n in target).sqrt()
-    norm_t = math.sqrt(sum(float(t.pow(2).sum()) for t in target.values()))
-    return 1.0 - dot / (norm_g * norm_t + _COS_EPS)
+    if target_norm is None:
+        target_norm = _norm(target)
+    return 1.0 - dot / (norm_g * target_norm + _COS_EPS)
+
+
+def _norm(grads: Grads) -> float:
+    """``||g||`` over all entries of all keys."""
+    return math.sqrt(sum(float(t.pow(2).sum()) for t in grads.values()))
 
 
 def total_variation(x: Tensor) -> Tensor:
@@ -352,6 +361,7 @@ def match_gradients(
     fixed = {n: p.detach() for n, p in net.named_parameters() if n not in params}
     fixed.update({n: b for n, b in net.named_buffers() if not n.endswith(".mask") or n[:-5] not in rates})
     update = update_fn or loss_gradient
+    target_norm = _norm(target)  # once, not at every step
     if labels is not None and int(labels.max()) >= classes:
         raise ValueError(f"labels must be < the model's {classes} classes, got max {int(labels.max())}")
 
@@ -388,14 +398,20 @@ def match_gradients(
         grads = update(net, params, {**fixed, **{f"{n}.mask": v for n, v in m.items()}}, x, targets)
         if project is not None:
             grads = project(grads)
-        loss = gradient_distance(grads, target, distance)
+        loss = gradient_distance(grads, target, distance, target_norm=target_norm)
         if tv > 0:
             loss = loss + tv * total_variation(x)
         for n, v in m.items():
             loss = loss + mask_reg * ((1.0 - v.mean()) - rates[n]).abs()
         return loss
 
-    batched = vmap(one_restart, in_dims=(0, None if labels is not None else 0, 0))
+    vmapped = vmap(one_restart, in_dims=(0, None if labels is not None else 0, 0))
+
+    def batched(x: Tensor, y: Tensor, m: dict[str, Tensor]) -> Tensor:  # x [R', B, *input] -> [R']
+        if x.shape[0] > 1:
+            return vmapped(x, y, m)
+        one_y = y if labels is not None else y[0]  # a single restart skips vmap's batching rules
+        return one_restart(x[0], one_y, {n: v[0] for n, v in m.items()}).unsqueeze(0)
 
     def objective(values: list[Tensor]) -> Tensor:  # values like ``variables`` with R' restarts -> [R']
         y = labels if labels is not None else values[1]
@@ -453,6 +469,7 @@ def match_gradients(
         for v in variables:
             v.requires_grad_(True)
         step_lr = torch.full((restarts,), lr, dtype=dtype, device=device)  # [R]
+        shared_lr = schedule != "plateau"  # only the plateau schedule gives restarts their own step sizes
         milestones = {int(iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)}
         moments = [(torch.zeros_like(v), torch.zeros_like(v)) for v in variables]
         b1, b2 = _ADAM_BETAS
@@ -462,14 +479,18 @@ def match_gradients(
             grads = torch.autograd.grad(loss.sum(), variables)
             keep_best(it, everything, loss.detach(), [v.detach() for v in variables])
             with torch.no_grad():
+                correct1, correct2 = 1 - b1 ** (it + 1), math.sqrt(1 - b2 ** (it + 1))
                 for k, (v, g, (m1, m2)) in enumerate(zip(variables, grads, moments, strict=True)):
                     if k == 0 and signed:
-                        g = g.sign()
+                        g = g.sign_()
                     m1.mul_(b1).add_(g, alpha=1 - b1)
                     m2.mul_(b2).addcmul_(g, g, value=1 - b2)
-                    denom = (m2 / (1 - b2 ** (it + 1))).sqrt_().add_(_ADAM_EPS)
-                    rate = step_lr.view(-1, *([1] * (v.dim() - 1))) / (1 - b1 ** (it + 1))
-                    v.sub_(rate * m1 / denom)
+                    denom = m2.sqrt().div_(correct2).add_(_ADAM_EPS)
+                    if shared_lr:  # every restart at the same step size: one fused update
+                        v.addcdiv_(m1, denom, value=-float(step_lr[0]) / correct1)
+                    else:
+                        rate = step_lr.view(-1, *([1] * (v.dim() - 1))) / correct1
+                        v.sub_(rate * m1 / denom)
             clip(variables)
             if callback is not None:
                 callback(it, decode(variables[0].detach()))
