@@ -361,6 +361,7 @@ _Q_KEYS = ("projector_bits", "projector_group_size", "cos_threshold", "queue_siz
     family="optim",
     paper=13,
     summary="Adam on 2-D gradients projected onto their top-r singular vectors, refreshed every T steps",
+    claim="gradinfo.claims.galore:check",
     example="gradinfo.optim.galore:CONFORMANCE",
     status="implemented",
 )
