@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -20,7 +21,10 @@ from gradinfo.compress.gaprune import (
     gaprune,
     gradient_alignment,
     info_nce,
+    layer_counts,
+    postprocess,
     prunable_weights,
+    rescale_low_variance,
 )
 from gradinfo.models import tiny_llama
 
@@ -67,24 +71,122 @@ def _window_mean(a: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
-def test_dai_scores_equal_a_direct_float64_computation_of_the_formula() -> None:
-    model = _model64()
-    domain, general = _tiny_batches(0), _tiny_batches(1)
-    _, report = gaprune(model, domain, general, 0.5, beta=0.7, compression_weight=0.3)
+def _official_scores(model, domain, general, *, beta, c, postproc="none", temperature=1.0) -> dict:
+    """The official pipeline in float64: Fisher (+1e-8), windowed alignment, DAI, flat rescue, postproc."""
     g_dom, f_dom = _loop_stats(model, domain, MLP)
     g_gen, f_gen = _loop_stats(model, general, MLP)
     params = dict(model.named_parameters())
+    out = {}
     for n in MLP:
         w = params[n].detach()
+        fd, fg = f_dom[n] + 1e-8, f_gen[n] + 1e-8
         unit = (g_gen[n] / (g_gen[n].norm() + 1e-8)) * (g_dom[n] / (g_dom[n].norm() + 1e-8))
         a = _window_mean(unit, 3)
-        raw = (f_dom[n] * w.abs() - 0.7 * f_gen[n] * w.abs()) * torch.clamp(1 + 0.2 * a, 0.8, 1.2)
-        score = torch.log1p(torch.exp(raw + 0.3 * torch.sqrt(w.abs() + 1e-8)))
-        z = (score - score.mean()) / (score.std(unbiased=True) + 1e-8)
-        torch.testing.assert_close(report.fisher_domain[n], f_dom[n], **TOL)
-        torch.testing.assert_close(report.fisher_general[n], f_gen[n], **TOL)
-        torch.testing.assert_close(report.alignment[n], a, **TOL)
-        torch.testing.assert_close(report.scores[n], 1 / (1 + torch.exp(-z)), **TOL)
+        raw = (fd * w.abs() - beta * fg * w.abs()) * torch.clamp(1 + 0.2 * a, 0.8, 1.2)
+        score = torch.log1p(torch.exp(raw + c * torch.sqrt(w.abs() + 1e-8)))
+        if score.std(unbiased=True) < 1e-6:
+            score = score * (0.5 + 0.5 * w.abs() / (w.abs().mean() + 1e-8))
+        if postproc == "zscore_sigmoid":
+            z = (score - score.mean()) / (score.std(unbiased=True) + 1e-8)
+            score = 1 / (1 + torch.exp(-z / temperature))
+        out[n] = {"fisher_domain": fd, "fisher_general": fg, "alignment": a, "scores": score}
+    return out
+
+
+@pytest.mark.parametrize(
+    ("postproc", "temperature"), [("none", 1.0), ("zscore_sigmoid", 1.0), ("zscore_sigmoid", 0.5)]
+)
+def test_dai_scores_equal_a_direct_float64_computation_of_the_official_formula(
+    postproc: str, temperature: float
+) -> None:
+    model = _model64()
+    domain, general = _tiny_batches(0), _tiny_batches(1)
+    _, report = gaprune(
+        model,
+        domain,
+        general,
+        0.5,
+        beta=0.7,
+        compression_weight=0.3,
+        postproc=postproc,
+        temperature=temperature,
+    )
+    expected = _official_scores(
+        model, domain, general, beta=0.7, c=0.3, postproc=postproc, temperature=temperature
+    )
+    assert report.postproc == postproc
+    for n in MLP:
+        torch.testing.assert_close(report.fisher_domain[n], expected[n]["fisher_domain"], **TOL)
+        torch.testing.assert_close(report.fisher_general[n], expected[n]["fisher_general"], **TOL)
+        torch.testing.assert_close(report.alignment[n], expected[n]["alignment"], **TOL)
+        torch.testing.assert_close(report.scores[n], expected[n]["scores"], **TOL)
+
+
+def test_flat_dai_is_rescued_by_relative_magnitude_end_to_end() -> None:
+    # domain == general and beta = 1: the Fisher terms cancel; c = 0 leaves DAI = softplus(0) everywhere
+    model = _model64()
+    data = _tiny_batches(0)
+    pruned, report = gaprune(model, data, data, 0.5, compression_weight=0.0)
+    expected = _official_scores(model, data, data, beta=1.0, c=0.0)
+    params = dict(model.named_parameters())
+    for n in MLP:
+        w = params[n].detach().abs()
+        torch.testing.assert_close(
+            expected[n]["scores"], 0.6931471805599453 * (0.5 + 0.5 * w / (w.mean() + 1e-8)), **TOL
+        )
+        torch.testing.assert_close(report.scores[n], expected[n]["scores"], **TOL)
+    flat = torch.cat([expected[n]["scores"].reshape(-1) for n in MLP])
+    dropped = torch.cat([(dict(pruned.named_parameters())[n] == 0).reshape(-1) for n in MLP])
+    assert torch.equal(dropped, flat <= flat.sort().values[int(0.5 * flat.numel()) - 1])
+
+
+def _rank_loop(s: list[float]) -> list[float]:
+    """Ascending rank 1..n / n, ties by position: a plain double loop."""
+    n = len(s)
+    return [(1 + sum(s[j] < s[i] or (s[j] == s[i] and j < i) for j in range(n))) / n for i in range(n)]
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([0.3, 1.0, 2.0]))
+def test_postprocessing_matches_the_official_formulas(seed: int, temperature: float) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    s = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    s[0, 0] = s[2, 3]  # a tie
+    vals = s.reshape(-1).tolist()
+    mean = sum(vals) / len(vals)
+    std = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
+    lo, hi = min(vals), max(vals)
+    expected = {
+        "none": vals,
+        "zscore_sigmoid": [1 / (1 + math.exp(-((v - mean) / (std + 1e-8)) / temperature)) for v in vals],
+        "minmax": [(v - lo) / (hi - lo + 1e-8) for v in vals],
+        "rank": _rank_loop(vals),
+    }
+    for how, ref in expected.items():
+        got = postprocess(s, how, temperature=temperature)
+        assert got.shape == s.shape
+        torch.testing.assert_close(got.reshape(-1), torch.tensor(ref, dtype=torch.float64), **TOL)
+
+
+def test_rescue_leaves_spread_scores_alone() -> None:
+    w = torch.tensor([[0.1, -0.3], [0.2, 0.0]], dtype=torch.float64)
+    spread = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64)
+    assert rescale_low_variance(spread, w) is spread
+    flat = torch.full_like(w, 2.0) + torch.tensor([[0.0, 1e-7], [0.0, 0.0]], dtype=torch.float64)
+    ref = flat * (0.5 + 0.5 * w.abs() / (0.15 + 1e-8))
+    torch.testing.assert_close(rescale_low_variance(flat, w), ref, **TOL)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "sparsity", "expected"),
+    [
+        ([10, 7, 7], 0.5, [6, 3, 3]),  # 12 = 5 + 3 + 3, the one left over to the largest block
+        ([10, 7, 7], 0.99, [9, 6, 6]),  # 23 = 9 + 6 + 6 + 2 left over, then clamped to floor(0.95 n)
+        ([100, 300], 0.01, [5, 15]),  # 4 = 1 + 3, clamped up to floor(0.05 n)
+    ],
+)
+def test_layer_counts_follow_the_official_uniform_allocation(sizes, sparsity, expected) -> None:
+    assert layer_counts(sizes, sparsity) == expected
 
 
 def test_global_budget_zeroes_the_lowest_scores_of_the_mlp_weights_only() -> None:
@@ -109,14 +211,23 @@ def test_global_budget_zeroes_the_lowest_scores_of_the_mlp_weights_only() -> Non
         torch.testing.assert_close(p, before[n], rtol=0, atol=0)
 
 
-def test_layer_budget_prunes_each_block_at_the_ratio_and_inplace_edits_the_model() -> None:
+@pytest.mark.parametrize(("sparsity", "per_block"), [(0.5, 128), (0.97, 243)])
+def test_layer_budget_prunes_each_block_at_the_ratio_and_inplace_edits_the_model(
+    sparsity: float, per_block: int
+) -> None:
+    # each block: 2 MLP matrices of 16 x 8 = 256 weights; 0.97 asks 248 each, clamped to floor(0.95 * 256)
     model = _tiny_encoder(0)
-    pruned, report = gaprune(model, _tiny_batches(0), _tiny_batches(1), 0.5, budget="layer", inplace=True)
+    pruned, report = gaprune(
+        model, _tiny_batches(0), _tiny_batches(1), sparsity, budget="layer", inplace=True
+    )
     assert pruned is model and report.budget == "layer"
     for i in (0, 1):
         block = [n for n in MLP if f"layer.{i}." in n]
         zeros = sum(int((model.get_parameter(n) == 0).sum()) for n in block)
-        assert zeros == int(0.5 * sum(model.get_parameter(n).numel() for n in block))
+        assert zeros == per_block
+        kept = torch.cat([report.scores[n][model.get_parameter(n) != 0] for n in block])
+        gone = torch.cat([report.scores[n][model.get_parameter(n) == 0] for n in block])
+        assert gone.max() <= kept.min()
 
 
 @pytest.mark.parametrize(
@@ -202,6 +313,8 @@ def test_dai_is_softplus_of_the_magnitude_prior_when_fisher_is_zero() -> None:
         ({"budget": "tensor"}, ValueError),
         ({"beta": -1.0}, ValueError),
         ({"window": 4}, ValueError),
+        ({"postproc": "softmax"}, ValueError),
+        ({"temperature": 0.0}, ValueError),
         ({"params": "encoder.encoder.layer.0.output.dense.weight"}, TypeError),
         ({"params": ["missing.weight"]}, ValueError),
         ({"loss_fn": None}, TypeError),

@@ -2,27 +2,41 @@
 
 For every prunable weight ``w`` (the encoder's MLP linear weights by default, as the official release
 prunes with ``--sparsify_layers mlp``), from a domain set ``D`` and a general set ``G`` of contrastive
-examples:
+examples, following the official ``gaprune/features/{fisher,gradient}.py`` and
+``gaprune/model/SparseModel.py``:
 
 - ``F_dom``, ``F_gen``: diagonal empirical Fisher, the mean over examples of the squared per-example
-  gradient of the InfoNCE loss (:func:`gradinfo.compress.fisher_diag`);
+  gradient of the InfoNCE loss (:func:`gradinfo.compress.fisher_diag`), plus ``1e-8`` as officially;
 - ``a``: gradient alignment, the element-wise product of the unit-normalised (per weight tensor) mean
   gradients ``g_gen / ||g_gen||`` and ``g_dom / ||g_dom||`` (:func:`gradinfo.compress.mean_grad`), averaged
-  over a ``window x window`` neighbourhood (zero padded) for matrices, as the official code does;
-- the DAI score (Eq. of the official ``compute_dai_importance``)::
+  over a ``window x window`` neighbourhood (zero padded) for matrices (``compute_local_gradient_alignment``);
+- the DAI score (official ``compute_dai_importance``)::
 
       DAI = softplus( (F_dom |w| - beta F_gen |w|) * clamp(1 + 0.2 a, 0.8, 1.2) + c sqrt(|w| + 1e-8) )
 
   with ``beta = 1`` and ``c = 0.5`` (``compression_weight``, the value the official pruner passes);
-- post-processing per weight tensor: ``s = sigmoid((DAI - mean) / (std + 1e-8))`` (z-score, temperature 1);
-- pruning: the ``floor(sparsity * N)`` lowest ``s`` among all ``N`` prunable weights (``budget="global"``)
-  or within each transformer block (``budget="layer"``, every block at the same ratio) are set to 0.
+- low-variance rescue, per weight tensor: if ``std(DAI) < 1e-6`` (unbiased), ``DAI <- DAI * (0.5 + 0.5 |w| /
+  (mean|w| + 1e-8))``;
+- post-processing per weight tensor (``postproc``): ``"none"`` (the official command line's default, the one
+  its published commands run), ``"zscore_sigmoid"`` (``sigmoid((DAI - mean) / (std + 1e-8) / T)``, the
+  default of the official Python constructor), ``"minmax"`` or ``"rank"`` (rank / n);
+- pruning: the lowest scores are set to 0; ``budget="global"`` drops the ``floor(sparsity * N)`` lowest among
+  all ``N`` prunable weights; ``budget="layer"`` is the official ``uniform`` strategy: each transformer block
+  ``i`` (``n_i`` weights) gets ``floor(n_i / N * floor(sparsity * N))``, the remainder goes one each to the
+  largest blocks, clamped to ``[floor(0.05 n_i), floor(0.95 n_i)]``.
 
-Caveats first: ``softplus``, z-score and sigmoid keep the order within a tensor, so within one weight
-matrix DAI ranks by ``(F_dom - beta F_gen)|w| * m(a) + c sqrt|w|``; when the Fisher terms are small next to
-``c sqrt|w|`` (they are on MiniLM: ``F |w| ~ 1e-6`` against ``c sqrt|w| ~ 0.1``) the within-tensor order is
-close to magnitude order and the gradients mostly decide how the global budget is split across tensors.
-The official code's fallbacks for missing score files and its low-variance rescaling are not reproduced.
+Caveats first. ``softplus`` (and every post-processing) keeps the order within a tensor, so within one
+weight matrix DAI ranks by ``(F_dom - beta F_gen)|w| m(a) + c sqrt|w|``. The Fisher terms are tiny next to
+``c sqrt|w|`` (on MiniLM ``F |w| ~ 1e-6`` against ``~0.1``; the official Fisher is smaller still, see below),
+and ``a`` is one element of a product of two unit vectors (``|a| ~ 1 / numel`` for spread-out gradients), so
+``m(a)`` is 1 to about ``1e-5``: DAI ranks almost by magnitude, over all tensors with ``postproc="none"``,
+within each tensor (the budget then split by the shape of each tensor's distribution) with the others.
+Deliberate departures from the official code: the Fisher is the true per-example one (the official code
+squares gradients of micro-batch losses, 4 examples per micro-batch in its published commands, and divides
+by the example count; its docstring intends the per-example estimate); gradients are taken in the model's
+current mode in float32 (officially in ``train()`` mode, so with dropout, in bfloat16, scores stored as
+float16); the official fallbacks for missing score files, NaN guards and ``fusion_alpha`` mixing (off by
+default) are not reproduced, since every score is computed here.
 
 Inputs: ``model(inputs)`` returns embeddings ``[B, K, D]`` (query first, then its candidates) and
 ``loss_fn(outputs, targets)`` is a per-example-separable loss; :class:`SentenceEncoder` and :func:`info_nce`
@@ -53,6 +67,7 @@ from gradinfo.core.validate import fraction, one_of, positive, positive_int
 
 __all__ = [
     "BUDGETS",
+    "POSTPROCS",
     "SCOPES",
     "GAPruneReport",
     "SentenceEncoder",
@@ -61,7 +76,10 @@ __all__ = [
     "gaprune",
     "gradient_alignment",
     "info_nce",
+    "layer_counts",
+    "postprocess",
     "prunable_weights",
+    "rescale_low_variance",
     "zscore_sigmoid",
 ]
 
@@ -69,7 +87,16 @@ SCOPES: tuple[str, ...] = ("mlp", "attention", "linear")
 """Which linear weights are pruned: MLP, attention projections, or both."""
 
 BUDGETS: tuple[str, ...] = ("global", "layer")
-"""One threshold over all prunable weights, or the same ratio in every transformer block."""
+"""One threshold over all prunable weights, or the same ratio in every block (official ``uniform``)."""
+
+POSTPROCS: tuple[str, ...] = ("none", "zscore_sigmoid", "minmax", "rank")
+"""Per-tensor score post-processing of the official ``--score_postproc`` (``none`` is its default)."""
+
+EPS = 1e-8
+"""The official code's epsilon (Fisher offset, norms, DAI square root, post-processing)."""
+
+RHO: tuple[float, float] = (0.05, 0.95)
+"""Bounds of each block's pruned share under the layer budget (official ``rho_min``, ``rho_max``)."""
 
 Batch = tuple[Tensor, Tensor]
 
@@ -233,11 +260,10 @@ def gradient_alignment(g_dom: Tensor, g_gen: Tensor, *, window: int = 3) -> Tens
     positive_int("window", window)
     if window % 2 == 0:
         raise ValueError(f"window must be odd (a centred neighbourhood), got {window}")
-    eps = 1e-8
     n_dom, n_gen = g_dom.norm(), g_gen.norm()
-    if n_dom <= eps or n_gen <= eps:
+    if n_dom <= EPS or n_gen <= EPS:
         return torch.zeros_like(g_dom)
-    a = (g_gen / (n_gen + eps)) * (g_dom / (n_dom + eps))
+    a = (g_gen / (n_gen + EPS)) * (g_dom / (n_dom + EPS))
     k = min(window, *a.shape) if a.dim() == 2 else 1
     if k > 1:
         k = k if k % 2 else k - 1
@@ -269,14 +295,65 @@ def dai(
     mag = weight.abs()
     factor = (1.0 + 0.2 * alignment).clamp(0.8, 1.2)
     raw = (fisher_domain * mag - beta * fisher_general * mag) * factor + compression_weight * (
-        mag + 1e-8
+        mag + EPS
     ).sqrt()
     return F.softplus(raw)
 
 
-def zscore_sigmoid(scores: Tensor) -> Tensor:
-    """``sigmoid((s - mean(s)) / (std(s) + 1e-8))`` per tensor (unbiased std), as officially."""
-    return torch.sigmoid((scores - scores.mean()) / (scores.std() + 1e-8))
+def rescale_low_variance(scores: Tensor, weight: Tensor) -> Tensor:
+    """The official rescue of a flat score tensor: spread it by relative magnitude.
+
+    If ``std(scores) < 1e-6`` (unbiased, over the tensor), returns ``scores * (0.5 + 0.5 |w| / (mean|w| +
+    1e-8))``; otherwise ``scores`` unchanged. Without it a constant DAI (e.g. zero Fisher and ``c = 0``)
+    would leave the tensor's order to chance.
+
+    Args:
+        scores: DAI of one weight tensor.
+        weight: the weight, same shape.
+
+    Returns:
+        Scores of the same shape.
+    """
+    if scores.numel() < 2 or float(scores.std()) >= 1e-6:
+        return scores
+    mag = weight.abs()
+    return scores * (0.5 + 0.5 * mag / (mag.mean() + EPS))
+
+
+def zscore_sigmoid(scores: Tensor, temperature: float = 1.0) -> Tensor:
+    """``sigmoid((s - mean(s)) / (std(s) + 1e-8) / T)`` over one tensor (unbiased std), as officially."""
+    return torch.sigmoid((scores - scores.mean()) / (scores.std() + EPS) / temperature)
+
+
+def postprocess(scores: Tensor, how: str = "none", *, temperature: float = 1.0) -> Tensor:
+    """The official per-tensor post-processing of DAI scores before the budget is applied.
+
+    ``"none"``: ``s``; ``"zscore_sigmoid"``: :func:`zscore_sigmoid`; ``"minmax"``: ``(s - min) / (max - min +
+    1e-8)``; ``"rank"``: ``rank(s) / n`` with ranks ``1..n`` ascending (ties by position).
+
+    Args:
+        scores: scores of one weight tensor, any shape.
+        how: one of :data:`POSTPROCS`.
+        temperature: ``T`` of ``"zscore_sigmoid"``, > 0.
+
+    Returns:
+        Scores of the same shape; the order within the tensor is kept (up to ties).
+
+    Raises:
+        ValueError: unknown ``how`` or ``temperature <= 0``.
+    """
+    one_of("postproc", how, POSTPROCS)
+    positive("temperature", temperature)
+    if how == "zscore_sigmoid":
+        return zscore_sigmoid(scores, temperature)
+    if how == "minmax":
+        return (scores - scores.min()) / (scores.max() - scores.min() + EPS)
+    if how == "rank":
+        flat = scores.reshape(-1)  # [n]
+        ranks = torch.empty_like(flat)
+        ranks[torch.argsort(flat, stable=True)] = torch.arange(1, flat.numel() + 1, dtype=flat.dtype)
+        return (ranks / flat.numel()).reshape(scores.shape)
+    return scores
 
 
 @dataclass(frozen=True)
@@ -295,6 +372,7 @@ class GAPruneReport:
         alignment: ``{name: a}``, the gradient alignment.
         scope: which linear weights were prunable.
         budget: ``"global"`` or ``"layer"``.
+        postproc: the per-tensor post-processing of the scores.
     """
 
     sparsity: float
@@ -307,6 +385,7 @@ class GAPruneReport:
     alignment: dict[str, Tensor]
     scope: str
     budget: str
+    postproc: str
 
 
 def _block(name: str) -> str:
@@ -324,6 +403,31 @@ def _prune_lowest(scores: dict[str, Tensor], count: int) -> dict[str, Tensor]:
         masks[name] = drop[start : start + s.numel()].reshape(s.shape)
         start += s.numel()
     return masks
+
+
+def layer_counts(sizes: Sequence[int], sparsity: float) -> list[int]:
+    """How many weights each block loses under the layer budget (official ``uniform`` allocation).
+
+    ``k = floor(sparsity * N)``, ``N = sum(sizes)``; block ``i`` gets ``floor(n_i / N * k)``; the ``k`` left
+    over go one each to the blocks in decreasing size (ties by position); each is then clamped to
+    ``[floor(0.05 n_i), floor(0.95 n_i)]``.
+
+    Args:
+        sizes: weights per block, each >= 1.
+        sparsity: the share to prune, in (0, 1).
+
+    Returns:
+        The count per block.
+    """
+    total = sum(sizes)
+    target = int(sparsity * total)
+    share = torch.tensor(sizes, dtype=torch.float64) / total  # [L]
+    counts = (share * target).long()  # [L]
+    deficit = target - int(counts.sum())
+    for i in torch.argsort(-share, stable=True)[:deficit].tolist():
+        counts[i] += 1
+    lo, hi = RHO
+    return [min(max(int(c), int(lo * n)), int(hi * n)) for c, n in zip(counts.tolist(), sizes, strict=True)]
 
 
 @register(
@@ -348,14 +452,17 @@ def gaprune(
     compression_weight: float = 0.5,
     window: int = 3,
     budget: str = "global",
+    postproc: str = "none",
+    temperature: float = 1.0,
     chunk_size: int | None = None,
     inplace: bool = False,
 ) -> tuple[nn.Module, GAPruneReport]:
     """One-shot unstructured pruning by Domain Alignment Importance (GAPrune).
 
     Implements "GAPrune: Gradient-Alignment Pruning for Domain-Aware Embeddings" (2025):
-    ``DAI = softplus((F_dom |w| - beta F_gen |w|) clamp(1 + 0.2 a, 0.8, 1.2) + c sqrt|w|)``, z-scored and
-    passed through a sigmoid per tensor, and the lowest ``sparsity`` share set to 0 (module docstring).
+    ``DAI = softplus((F_dom |w| - beta F_gen |w|) clamp(1 + 0.2 a, 0.8, 1.2) + c sqrt|w|)``, rescued if flat,
+    post-processed per tensor (none by default, as the official command line), and the lowest ``sparsity``
+    share set to 0 (module docstring).
 
     Caveats: the model runs in its current mode (call ``.eval()`` for deterministic scores); ``domain`` and
     ``general`` are iterated twice each (Fisher, then mean gradient), so pass lists.
@@ -371,7 +478,9 @@ def gaprune(
         beta: weight of the general Fisher.
         compression_weight: ``c`` of the magnitude prior (0.5 as the official pruner passes).
         window: alignment averaging window (odd; 1 = none).
-        budget: ``"global"`` or ``"layer"``.
+        budget: ``"global"`` or ``"layer"`` (official ``uniform``).
+        postproc: per-tensor post-processing, one of :data:`POSTPROCS` (``"none"``, the official CLI default).
+        temperature: temperature of ``postproc="zscore_sigmoid"``.
         chunk_size: examples per chunk of per-example gradients.
         inplace: prune ``model`` itself instead of a deep copy.
 
@@ -380,14 +489,17 @@ def gaprune(
 
     Raises:
         TypeError: ``model`` is not a module, batches are not ``(inputs, targets)`` pairs, bad types.
-        ValueError: ``sparsity`` outside (0, 1), unknown ``scope``/``budget``, no prunable weights, unknown
-            ``params`` names, negative ``beta``/``compression_weight``, even ``window``, empty batches.
+        ValueError: ``sparsity`` outside (0, 1), unknown ``scope``/``budget``/``postproc``, no prunable
+            weights, unknown ``params`` names, negative ``beta``/``compression_weight``, ``temperature <= 0``,
+            even ``window``, empty batches.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     fraction("sparsity", sparsity)
     one_of("scope", scope, SCOPES)
     one_of("budget", budget, BUDGETS)
+    one_of("postproc", postproc, POSTPROCS)
+    positive("temperature", temperature)
     positive("beta", beta, allow_zero=True)
     positive("compression_weight", compression_weight, allow_zero=True)
     positive_int("window", window)
@@ -412,24 +524,22 @@ def gaprune(
     if unknown or not names:
         raise ValueError(f"params must name parameters of the model, got unknown {unknown or names!r}")
 
-    f_dom = fisher_diag(model, domain, loss_fn, params=names, chunk_size=chunk_size)
-    f_gen = fisher_diag(model, general, loss_fn, params=names, chunk_size=chunk_size)
+    f_dom = {
+        n: f + EPS
+        for n, f in fisher_diag(model, domain, loss_fn, params=names, chunk_size=chunk_size).items()
+    }
+    f_gen = {
+        n: f + EPS
+        for n, f in fisher_diag(model, general, loss_fn, params=names, chunk_size=chunk_size).items()
+    }
     g_dom = mean_grad(model, domain, loss_fn, params=names)
     g_gen = mean_grad(model, general, loss_fn, params=names)
     align = {n: gradient_alignment(g_dom[n], g_gen[n], window=window) for n in names}
-    scores = {
-        n: zscore_sigmoid(
-            dai(
-                weights[n].detach(),
-                f_dom[n],
-                f_gen[n],
-                align[n],
-                beta=beta,
-                compression_weight=compression_weight,
-            )
-        )
-        for n in names
-    }
+    scores = {}
+    for n in names:
+        w = weights[n].detach()
+        raw = dai(w, f_dom[n], f_gen[n], align[n], beta=beta, compression_weight=compression_weight)
+        scores[n] = postprocess(rescale_low_variance(raw, w), postproc, temperature=temperature)
 
     if budget == "global":
         total = sum(s.numel() for s in scores.values())
@@ -438,10 +548,10 @@ def gaprune(
         blocks: dict[str, list[str]] = {}
         for n in names:
             blocks.setdefault(_block(n), []).append(n)
+        sizes = [sum(scores[n].numel() for n in members) for members in blocks.values()]
         masks = {}
-        for members in blocks.values():
-            part = {n: scores[n] for n in members}
-            masks |= _prune_lowest(part, int(sparsity * sum(s.numel() for s in part.values())))
+        for members, count in zip(blocks.values(), layer_counts(sizes, sparsity), strict=True):
+            masks |= _prune_lowest({n: scores[n] for n in members}, count)
 
     pruned_model = model if inplace else copy.deepcopy(model)
     target = dict(pruned_model.named_parameters())
@@ -459,6 +569,7 @@ def gaprune(
         alignment=align,
         scope=scope if params is None else "params",
         budget=budget,
+        postproc=postproc,
     )
     return pruned_model, report
 
