@@ -1,33 +1,41 @@
 """SNELLA: kernelised low-rank sparse fine-tuning with bi-level parameter competition.
 
 Implements "Kernelized Sparse Fine-Tuning with Bi-level Parameter Competition for Vision Models" (2025),
-following the official code (ssfgunner/SNELL: ``SNELL``/``KLoRA`` modules and ``sparse_allocator.py``).
-Every wrapped ``nn.Linear`` keeps its weight ``W [out, in]`` frozen and adds a sparse update:
+following the official code (ssfgunner/SNELL: the ``SNELLA`` module of ``model/vision_transformer_timm.py``,
+``sparse_allocator.py`` and the training loop of ``train_alloc_ema.py`` / ``engine.py``). Every wrapped
+``nn.Linear`` keeps its weight ``W [out, in]`` frozen and adds a sparse update built from mixed kernels:
 
     kappa[j, i] = sum_h c_h * || a_{h,i} - b_{h,j} ||_2,       c_h = 0.1 * (-1)^h,  h = 0..H-1 (H = 2)
-    delta       = mask_k(|kappa|) * kappa * sg(|kappa|)            (sg: stop-gradient, as in the code)
+    M[j, i]     = kappa[j, i] + alpha * softmax_j(kappa[:, i] / gamma) + beta   (softmax over the outputs)
+    delta       = [ |M| > q_s(|M|) ] * M * sg(|M|)       (q_s: the s-quantile, sg: stop-gradient)
     y           = x W^T + bias + x delta^T
 
-with ``a_h [in, r/2]`` and ``b_h [out, r/2]`` the trainable factors (``H * (in + out) * r/2 = r * (in + out)``
-parameters, LoRA's count at rank ``r``); the distance kernel makes ``kappa`` full rank in general, where
-LoRA's ``B A`` has rank ``r``. ``mask_k`` keeps the layer's ``k`` largest entries of ``|kappa|``
-(intra-layer competition). The per-layer budgets ``k_l`` come from inter-layer competition, updated after
-every backward pass:
+with ``a_h [in, r/2]`` and ``b_h [out, r/2]`` the factors (Kaiming-uniform, ``a = sqrt(5)``) and the
+per-layer scalars ``alpha = 1``, ``gamma = 1``, ``beta = 0`` at the start, all trainable:
+``r * (in + out) + 3`` parameters per layer (LoRA has ``r * (in + out)`` at rank ``r``). The distance
+kernel makes ``M`` full rank in general, where LoRA's ``B A`` has rank ``r``. Intra-layer competition keeps
+the entries of ``|M|`` strictly above the layer's sparsity quantile ``s_l`` (``torch.quantile``'s linear
+interpolation), each scaled by its detached magnitude. Inter-layer competition sets ``s_l`` from the
+sensitivity of the factors, read after every optimiser step:
 
     s      = |theta * grad theta|                    for every entry of every a_h, b_h
     I_bar <- beta1 I_bar + (1 - beta1) s             (sensitivity EMA)
     U_bar <- beta2 U_bar + (1 - beta2) |s - I_bar|   (uncertainty EMA, with the updated I_bar)
     score_l = mean(I_bar U_bar over a_l) + mean(I_bar U_bar over b_l),  normalised to sum 1
     V(t)   = V_end + (V_0 - V_end) (1 - (t - t_i) / (T - t_f - t_i))^3   (global non-zero budget)
-    k_l    = V(t) * score_l, capped at in_l * out_l, the excess redistributed by score.
+    k_l    = V(t) * score_l, capped at in_l * out_l, the excess redistributed by score
+    s_l    = 1 - k_l / (in_l * out_l)                (the layer's sparsity, the quantile level of its mask)
 
 ``V_0 = (1 - init_ratio) sum_l in_l out_l`` and ``V_end = (1 - target_ratio) sum_l in_l out_l``; the ratios
 are sparsities (fractions of update entries zeroed). Official defaults (``scripts/fgvc/snella32``): r = 32,
-target_ratio = 0.3, init_ratio = 0 (dense start), beta1 = beta2 = 0.85, mask_interval = 1, no warm-ups.
+target_ratio = 0.3, init_ratio = 0 (dense start), beta1 = beta2 = 0.85, mask_interval = 1, no warm-ups,
+AdamW with weight decay 0.05 on every trainable parameter but the 1-D ones (``alpha``, ``gamma``, ``beta``).
 
-Caveat: the official allocator is called once per epoch; here :meth:`SnellaController.step` runs the same
-schedule per optimisation step (``total_steps`` counts steps). Budgets are exact integers (top-k), where the
-official code thresholds at a quantile.
+Caveats: the official allocator reallocates once per epoch (``V(e)`` before epoch ``e``, the first epoch at
+``V_0``); here :meth:`SnellaController.step` runs the same schedule per optimisation step (``V(t)`` before
+step ``t``; ``total_steps`` counts steps). Budgets are rounded to integers by largest remainder, where the
+official allocator truncates (at most one entry per layer apart). The official module's input dropout and
+DropPath (both 0.1 in its ViT blocks) are regularisers of the host network and are not part of this layer.
 """
 
 from __future__ import annotations
@@ -49,8 +57,9 @@ __all__ = [
     "allocate_budgets",
     "kernel_merge",
     "lora",
+    "mixed_kernel",
+    "quantile_mask",
     "snella",
-    "topk_mask",
 ]
 
 HEADS = 2
@@ -58,7 +67,7 @@ COEFF = 0.1
 
 
 def kernel_merge(a: Tensor, b: Tensor, coeffs: Tensor) -> Tensor:
-    """The kernelised merge ``kappa[j, i] = sum_h coeffs[h] * ||a[h, i] - b[h, j]||_2``.
+    """The distance part of the merge, ``kappa[j, i] = sum_h coeffs[h] * ||a[h, i] - b[h, j]||_2``.
 
     Args:
         a: input-side factors ``[H, in, k]``.
@@ -81,28 +90,59 @@ def kernel_merge(a: Tensor, b: Tensor, coeffs: Tensor) -> Tensor:
     return torch.einsum("h,hoi->oi", coeffs.to(dist.dtype), dist)  # [out, in]
 
 
-def topk_mask(values: Tensor, keep: int) -> Tensor:
-    """Boolean mask of the ``keep`` largest entries of ``|values|`` (ties broken by ``torch.topk``).
+def mixed_kernel(a: Tensor, b: Tensor, coeffs: Tensor, alpha: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+    """SNELLA's merge ``M = kappa + alpha * softmax(kappa / gamma) + beta``, the softmax over the outputs.
+
+    ``kappa`` is :func:`kernel_merge`; for each input ``i`` the softmax runs over the outputs ``j`` (the
+    official module builds ``M`` as ``[in, out]`` and takes the softmax over its last axis).
 
     Args:
-        values: any tensor ``[*shape]``.
-        keep: how many entries to keep, ``0 <= keep <= values.numel()``.
+        a: input-side factors ``[H, in, k]``.
+        b: output-side factors ``[H, out, k]``.
+        coeffs: one weight per head ``[H]``.
+        alpha: softmax weight, a scalar or ``[1]``.
+        gamma: softmax temperature, a scalar or ``[1]``.
+        beta: offset, a scalar or ``[1]``.
 
     Returns:
-        A bool tensor ``[*shape]`` with exactly ``keep`` True entries.
+        ``M`` ``[out, in]``.
 
     Raises:
-        ValueError: ``keep`` outside ``[0, numel]``.
+        ValueError: the shapes do not agree, or a scalar has more than one element.
     """
-    numel = values.numel()
-    if not 0 <= keep <= numel:
-        raise ValueError(f"keep must lie in [0, {numel}], got {keep!r}")
-    if keep == numel:
-        return torch.ones_like(values, dtype=torch.bool)
-    mask = torch.zeros(numel, dtype=torch.bool, device=values.device)  # [numel]
-    if keep:
-        mask[torch.topk(values.detach().abs().flatten(), keep, sorted=False).indices] = True
-    return mask.view_as(values)
+    for name, value in (("alpha", alpha), ("gamma", gamma), ("beta", beta)):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must hold one element, got shape {tuple(value.shape)}")
+    kappa = kernel_merge(a, b, coeffs)  # [out, in]
+    return kappa + alpha * torch.softmax(kappa / gamma, dim=0) + beta  # [out, in]
+
+
+def quantile_mask(values: Tensor, sparsity: float) -> Tensor:
+    """The official intra-layer mask: ``|values| > quantile(|values|, sparsity)`` (strictly above).
+
+    With ``n`` distinct magnitudes this keeps ``n - 1 - floor(sparsity * (n - 1))`` entries, i.e.
+    ``round((1 - sparsity) * n)`` up to one entry; ``sparsity = 0`` drops the smallest entry, as the official
+    code does.
+
+    Args:
+        values: any tensor ``[*shape]`` (read detached).
+        sparsity: the quantile level in ``[0, 1]``.
+
+    Returns:
+        A bool tensor ``[*shape]``.
+
+    Raises:
+        ValueError: ``sparsity`` outside ``[0, 1]``.
+    """
+    sparsity = fraction("sparsity", sparsity, closed=True)
+    magnitude = values.detach().abs()  # [*shape]
+    flat = magnitude.flatten()  # [n]
+    # torch.quantile's linear interpolation, through kthvalue (no size limit on the input)
+    position = sparsity * (flat.numel() - 1)
+    lower = math.floor(position)
+    low = flat.kthvalue(lower + 1).values
+    high = flat.kthvalue(min(lower + 2, flat.numel())).values
+    return magnitude > torch.lerp(low, high, position - lower)
 
 
 def allocate_budgets(scores: Tensor, total: int, capacity: Tensor) -> Tensor:
@@ -160,54 +200,60 @@ class SnellaLinear(nn.Module):
 
     Attributes:
         base: the wrapped layer (its parameters have ``requires_grad=False``).
-        a: trainable ``[H, in, r/2]``; ``b``: trainable ``[H, out, r/2]``.
+        a: trainable ``[H, in, r/2]``; ``b``: trainable ``[H, out, r/2]`` (Kaiming-uniform, ``a = sqrt(5)``).
+        alpha, gamma, beta: trainable ``[1]`` each (1, 1, 0 at the start).
         coeffs: buffer ``[H]``, ``0.1 * (-1)^h``.
-        keep: how many update entries the layer keeps (set by :class:`SnellaController`).
+        sparsity: the quantile level of the layer's mask (set by :class:`SnellaController`).
     """
 
-    def __init__(self, base: nn.Linear, r: int, generator: torch.Generator) -> None:
+    def __init__(self, base: nn.Linear, r: int, generator: torch.Generator, sparsity: float) -> None:
         super().__init__()
         self.base = base
         for p in base.parameters():
             p.requires_grad_(False)
-        half = r // 2
         w = base.weight
-        # kaiming_uniform_(a=sqrt(5)) on [H, n, half]: bound = 1 / sqrt(n * half), as in the official init
-        bound_a, bound_b = 1 / math.sqrt(base.in_features * half), 1 / math.sqrt(base.out_features * half)
-        a = torch.rand(HEADS, base.in_features, half, generator=generator, dtype=w.dtype)  # [H, in, r/2]
-        b = torch.rand(HEADS, base.out_features, half, generator=generator, dtype=w.dtype)  # [H, out, r/2]
-        self.a = nn.Parameter(((2 * a - 1) * bound_a).to(w.device))
-        self.b = nn.Parameter(((2 * b - 1) * bound_b).to(w.device))
+        a = torch.empty(HEADS, base.in_features, r // 2, dtype=w.dtype)  # [H, in, r/2]
+        b = torch.empty(HEADS, base.out_features, r // 2, dtype=w.dtype)  # [H, out, r/2]
+        # fan_in of a [H, n, r/2] tensor is n * r/2: bound 1 / sqrt(n * r/2), as in the official init
+        nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
+        nn.init.kaiming_uniform_(b, a=math.sqrt(5), generator=generator)
+        self.a = nn.Parameter(a.to(w.device))
+        self.b = nn.Parameter(b.to(w.device))
+        self.alpha = nn.Parameter(torch.ones(1, dtype=w.dtype, device=w.device))
+        self.gamma = nn.Parameter(torch.ones(1, dtype=w.dtype, device=w.device))
+        self.beta = nn.Parameter(torch.zeros(1, dtype=w.dtype, device=w.device))
         coeffs = torch.tensor([COEFF * (-1) ** h for h in range(HEADS)], dtype=w.dtype, device=w.device)
         self.register_buffer("coeffs", coeffs)  # [H]
-        self.keep = base.in_features * base.out_features
+        self.sparsity = sparsity
 
     def kernel(self) -> Tensor:
-        """The dense kernelised merge ``kappa`` ``[out, in]``."""
-        return kernel_merge(self.a, self.b, self.coeffs)
+        """The dense mixed-kernel merge ``M`` ``[out, in]``."""
+        return mixed_kernel(self.a, self.b, self.coeffs, self.alpha, self.gamma, self.beta)
 
     def update(self) -> Tensor:
-        """The sparse update ``mask_keep(|kappa|) * kappa * sg(|kappa|)`` ``[out, in]``."""
-        kappa = self.kernel()  # [out, in]
-        return kappa * (kappa.detach().abs() * topk_mask(kappa, self.keep))  # [out, in]
+        """The sparse update ``[|M| > q_s(|M|)] * M * sg(|M|)`` ``[out, in]``."""
+        merged = self.kernel()  # [out, in]
+        return merged * (merged.detach().abs() * quantile_mask(merged, self.sparsity))  # [out, in]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.base(x) + F.linear(x, self.update())  # [*, out]
 
     def extra_repr(self) -> str:
-        return f"r={2 * self.a.shape[2]}, keep={self.keep}/{self.a.shape[1] * self.b.shape[1]}"
+        return f"r={2 * self.a.shape[2]}, sparsity={self.sparsity:.4f}"
 
 
 class SnellaController:
     """Bi-level budget allocation for the :class:`SnellaLinear` layers of a model.
 
-    Call :meth:`step` once per optimisation step, after ``loss.backward()`` (it reads the factors'
-    gradients) and before or after ``optimizer.step()``.
+    Call :meth:`step` once per optimisation step, after ``optimizer.step()`` (the official loop reads
+    ``|theta * grad|`` with the updated parameters and the gradients of that step). The budget it sets
+    applies to the next step; after ``total_steps`` calls the budgets stay fixed.
 
     Attributes:
         layers: the wrapped layers by module name.
         sensitivity / uncertainty: the EMAs ``I_bar`` / ``U_bar`` by ``"<layer>.a"`` / ``"<layer>.b"``.
         scores: the latest normalised layer scores ``[L]`` (None before the first reallocation).
+        allocation: the latest per-layer budgets ``k_l`` (kept entries) by layer name.
         steps: how many times :meth:`step` ran.
     """
 
@@ -235,14 +281,23 @@ class SnellaController:
         self.uncertainty: dict[str, Tensor] = {}
         self.scores: Tensor | None = None
         self.steps = 0
-        self._assign(allocate_budgets(self.capacity.double(), self.init_volume, self.capacity))
+        # every layer starts at init_ratio, as the official modules start at init_thres
+        self.allocation = {
+            name: round((1 - init_ratio) * int(cap))
+            for name, cap in zip(layers, self.capacity.tolist(), strict=True)
+        }
+        for module in layers.values():
+            module.sparsity = init_ratio
 
     def _assign(self, budgets: Tensor) -> None:
-        for module, keep in zip(self.layers.values(), budgets.tolist(), strict=True):
-            module.keep = int(keep)
+        for (name, module), keep, cap in zip(
+            self.layers.items(), budgets.tolist(), self.capacity.tolist(), strict=True
+        ):
+            self.allocation[name] = int(keep)
+            module.sparsity = min(max(1 - keep / cap, 0.0), 1.0)
 
     def volume(self, step: int) -> tuple[int, bool]:
-        """The global budget at ``step`` and whether the masks are reallocated then (the cubic schedule)."""
+        """The global budget for ``step`` and whether the masks are reallocated then (the cubic schedule)."""
         if step <= self.init_warmup:
             return self.init_volume, False
         if step > self.total_steps - self.final_warmup:
@@ -280,18 +335,20 @@ class SnellaController:
         return scores / scores.sum() if scores.sum() > 0 else torch.full_like(scores, 1 / len(raw))
 
     def step(self) -> None:
-        """Update the sensitivity EMAs from the current gradients, then the per-layer budgets."""
+        """Update the sensitivity EMAs from the current gradients, then the budgets of the next step."""
         self._accumulate()
-        volume, reallocate = self.volume(self.steps)
         self.steps += 1
+        if self.steps >= self.total_steps:
+            return
+        volume, reallocate = self.volume(self.steps)
         if not reallocate:
             return
         self.scores = self.layer_scores()
         self._assign(allocate_budgets(self.scores, volume, self.capacity))
 
     def budgets(self) -> dict[str, int]:
-        """The current number of kept update entries per layer."""
-        return {name: m.keep for name, m in self.layers.items()}
+        """The current budget ``k_l`` (update entries to keep) per layer."""
+        return dict(self.allocation)
 
 
 def _targets(model: nn.Module, targets: Iterable[str] | None) -> list[str]:
@@ -317,7 +374,7 @@ def _targets(model: nn.Module, targets: Iterable[str] | None) -> list[str]:
     "snella",
     family="compress",
     paper=9,
-    summary="Sparse kernelised update mask*kappa(A,B) on frozen W; budgets from EMA |θ·∇θ| x its uncertainty",
+    summary="Sparse mixed-kernel update of A, B on frozen W; layer budgets from EMA |θ·∇θ| x its uncertainty",
     claim="gradinfo.claims.snella:check",
     example="gradinfo.compress.snella:CONFORMANCE",
     status="implemented",
@@ -340,18 +397,20 @@ def snella(
     """Wrap a model's ``nn.Linear`` layers for SNELLA fine-tuning (in place).
 
     Implements "Kernelized Sparse Fine-Tuning with Bi-level Parameter Competition for Vision Models" (2025):
-    each target ``W`` stays frozen and gains ``delta = mask * kappa(A, B) * sg(|kappa|)`` with
-    ``kappa[j, i] = sum_h 0.1 (-1)^h ||a_{h,i} - b_{h,j}||_2``; the controller sets each layer's mask budget
-    from the EMA sensitivity ``|theta * grad|`` times its uncertainty (see the module docstring).
+    each target ``W`` stays frozen and gains ``delta = [|M| > q_s(|M|)] * M * sg(|M|)`` with
+    ``M = kappa + alpha * softmax_out(kappa / gamma) + beta`` and
+    ``kappa[j, i] = sum_h 0.1 (-1)^h ||a_{h,i} - b_{h,j}||_2``; the controller sets each layer's sparsity
+    ``s`` from the EMA sensitivity ``|theta * grad|`` times its uncertainty (see the module docstring).
 
-    Caveats: every parameter of ``model`` except the new factors is frozen (unfreeze a head yourself);
-    the model is modified in place and returned.
+    Caveats: every parameter of ``model`` except the new ones is frozen (unfreeze a head yourself);
+    the model is modified in place and returned. The official optimiser applies weight decay to ``a`` and
+    ``b`` only, not to the 1-D ``alpha``, ``gamma``, ``beta``.
 
     Args:
         model: any module with ``nn.Linear`` layers.
         total_steps: optimisation steps the budget schedule spans, ``> init_warmup + final_warmup``.
         r: rank of each factor pair (``r/2`` per head, two heads), even, ``>= 2``; trainable parameters
-            per layer ``r * (in + out)``, LoRA's at rank ``r``.
+            per layer ``r * (in + out) + 3`` (LoRA's at rank ``r`` plus ``alpha``, ``gamma``, ``beta``).
         target_ratio: final sparsity of the updates (fraction of entries zeroed) in ``[0, 1)``.
         init_ratio: starting sparsity in ``[0, 1)``, ``<= target_ratio``.
         beta1: EMA factor of the sensitivity, in ``(0, 1)``.
@@ -364,7 +423,7 @@ def snella(
 
     Returns:
         ``(model, controller)``: the model with :class:`SnellaLinear` layers in place of the targets, and
-        the :class:`SnellaController` to step after each backward pass.
+        the :class:`SnellaController` to step after each optimiser step.
 
     Raises:
         TypeError / ValueError: a bad argument, or a target that is not an ``nn.Linear`` of ``model``.
@@ -398,7 +457,7 @@ def snella(
     for name in names:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
-        layers[name] = SnellaLinear(getattr(parent, child), r, generator)
+        layers[name] = SnellaLinear(getattr(parent, child), r, generator, init_ratio)
         setattr(parent, child, layers[name])
     controller = SnellaController(
         layers,
