@@ -18,10 +18,14 @@ Set-up (fixed before the first run; seed 0, confirmed on seeds 1 and 2):
 Pass: ``MRR(GAPrune) >= MRR(dense) - 5`` and ``MRR(GAPrune) > MRR(magnitude)`` and
 ``MRR(GAPrune) > MRR(Fisher only)``.
 
-Measured (MRR x100; dense / GAPrune / magnitude / Fisher only): seed 0 55.4 / 52.7 / 50.2 / 59.5, seed 1
-52.4 / 49.7 / 46.7 / 53.8. GAPrune stays within 3 points of dense and beats magnitude by ~3, but global
-``F_dom |w|`` pruning does better still (above dense), so the check fails and the method stays
-``implemented``. About 175 CPU-seconds (two cores: ~1.5 min).
+Measured (MRR x100; dense / GAPrune / magnitude / Fisher only), GAPrune with the official command line's
+defaults (no per-tensor post-processing, global budget): seed 0 55.4 / 49.9 / 50.2 / 59.2, seed 1
+52.4 / 46.7 / 46.7 / 53.7. The Fisher terms (``|F_dom - F_gen| |w| ~ 1e-6``) and the alignment factor
+(``|0.2 a| <= 2e-5``) are tiny next to ``0.5 sqrt|w| ~ 0.1``, so DAI ranks by magnitude: its mask differs
+from global magnitude's in 298 of 3.5M weights (seed 0), hence MRR within 0.3 of magnitude and far below
+Fisher only; the check fails and the method stays ``implemented``. (With the official constructor's per-tensor
+z-score + sigmoid instead, seed 0 gives 52.7, with per-tensor ranks 53.2: a per-tensor budget split by
+magnitude, still below Fisher only.) About 110 s on one thread of a loaded machine.
 """
 
 from __future__ import annotations
@@ -156,6 +160,15 @@ def _prune_global(model: nn.Module, scores: dict[str, Tensor]) -> nn.Module:
 
 def check(seed: int = 0) -> ClaimResult:
     """Prune MiniLM by DAI, magnitude and Fisher only; figures: MRR of each and of the dense model."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine is shared: one intra-op thread
+    try:
+        return _check(seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check(seed: int) -> ClaimResult:
     tokenizer = minilm().tokenizer
     bert = AutoModel.from_pretrained(minilm_path(), local_files_only=True, attn_implementation="eager").eval()
     model = SentenceEncoder(bert, pad_id=tokenizer.pad_token_id)
@@ -169,12 +182,16 @@ def check(seed: int = 0) -> ClaimResult:
     magnitude = _prune_global(model, {n: w.abs() for n, w in weights.items()})
     fisher_only = _prune_global(model, {n: report.fisher_domain[n] * w.abs() for n, w in weights.items()})
 
+    gone = {n: dict(pruned.named_parameters())[n].detach() == 0 for n in weights}
+    gone_mag = {n: dict(magnitude.named_parameters())[n].detach() == 0 for n in weights}
+    shared = sum(int((gone[n] & gone_mag[n]).sum()) for n in weights)
     figures = {
         "mrr_dense": mrr(model, tokenizer, held_out),
         "mrr_gaprune": mrr(pruned, tokenizer, held_out),
         "mrr_magnitude": mrr(magnitude, tokenizer, held_out),
         "mrr_fisher_only": mrr(fisher_only, tokenizer, held_out),
         "sparsity": report.pruned / report.total,
+        "mask_overlap_with_magnitude": shared / max(1, report.pruned),
     }
     passed = (
         figures["mrr_gaprune"] >= figures["mrr_dense"] - MAX_DROP
