@@ -363,7 +363,7 @@ _Q_KEYS = ("projector_bits", "projector_group_size", "cos_threshold", "queue_siz
     summary="Adam on 2-D gradients projected onto their top-r singular vectors, refreshed every T steps",
     claim="gradinfo.claims.galore:check",
     example="gradinfo.optim.galore:CONFORMANCE",
-    status="implemented",
+    status="verified",
 )
 class GaLoreAdamW(GroupTransformOptimizer):
     """GaLore's AdamW as a ``torch.optim.Optimizer``: low-rank Adam for matrices, AdamW for the rest.
