@@ -29,7 +29,6 @@ from gradinfo.datasets import load
 from gradinfo.models import mlp
 from gradinfo.privacy import DPSGD, epsilon, psnr, share
 from gradinfo.privacy.attacks.sketched_inversion import sketched_inversion
-from gradinfo.privacy.threat import SharedUpdate
 from gradinfo.transform import add_gaussian_noise, desketch, sketch
 
 SLOW = True  # about a minute of CPU
@@ -43,15 +42,6 @@ EPOCHS = 5
 BATCH = 64
 LR = 1.0
 DELTA = 1e-5
-
-
-def _sketch_dp(update: SharedUpdate, dim: int, sketch_seed: int, std: float, seed: int) -> SharedUpdate:
-    """Sketch a (clipped) update and add Gaussian noise of ``std`` to the sketch."""
-    names = sorted(update.grads)
-    compress, noise = sketch(dim, sketch_seed), add_gaussian_noise(std, seed)
-    s, _ = compress.update(update.grads, compress.init({n: update.grads[n] for n in names}))
-    s, _ = noise.update(s, noise.init(s))
-    return SharedUpdate(s, "gradient", update.batch_size, 1, update.lr, f"sketch {dim} + noise {std:g}")
 
 
 def _train(model: nn.Module, x: Tensor, y: Tensor, dim: int, dp: bool, seed: int) -> nn.Module:
@@ -99,11 +89,14 @@ def check(seed: int = 0) -> ClaimResult:
     leak: dict[str, list[float]] = {"sketch": [], "sketch_dp": []}
     for i in pick.tolist():
         x, y = train.x[i : i + 1], train.y[i : i + 1]  # [1, 1, 8, 8], [1]
-        plain = share(model, F.cross_entropy, x, y, seed=seed)
-        clipped = share(model, F.cross_entropy, x, y, defense=DPSGD(CLIP, 0.0), seed=seed)
+        remedy = (
+            DPSGD(CLIP, 0.0),
+            sketch(dim, seed),
+            add_gaussian_noise(SIGMA * CLIP, seed),
+        )  # clip, sketch, noise
         for name, update in (
-            ("sketch", _sketch_dp(plain, dim, seed, 0.0, seed)),
-            ("sketch_dp", _sketch_dp(clipped, dim, seed, SIGMA * CLIP, seed)),
+            ("sketch", share(model, F.cross_entropy, x, y, defense=sketch(dim, seed), seed=seed)),
+            ("sketch_dp", share(model, F.cross_entropy, x, y, defense=remedy, seed=seed)),
         ):
             rec = sketched_inversion(
                 model,

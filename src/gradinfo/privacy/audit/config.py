@@ -48,9 +48,10 @@ BUILTIN_DATA: tuple[str, ...] = ("photos", "digits")
 ENGINES: tuple[str, ...] = ("inprocess", "flower")
 """How utility runs train: gradinfo's in-process FedAvg loop, or Flower's simulation engine (Ray)."""
 
-QUICK = {"batch_sizes": (1, 4), "iterations": 200, "rounds": 8, "local_steps": 4, "restarts": 1}
-FULL = {"batch_sizes": (1, 2, 4, 8), "iterations": 300, "rounds": 20, "local_steps": 3, "restarts": 2}
-"""The default grid and the ``--full`` one (options given explicitly override either)."""
+QUICK = {"batch_sizes": (1, 4), "iterations": 200, "rounds": 15, "local_steps": 6, "restarts": 1}
+FULL = {"batch_sizes": (1, 2, 4, 8), "iterations": 400, "rounds": 30, "local_steps": 6, "restarts": 2}
+"""The default grid (sized for <= 5 minutes on 2 CPU cores) and the ``--full`` one (options given
+explicitly override either)."""
 
 OPTION = {
     "model": "--model",
@@ -114,7 +115,7 @@ class AuditConfig(BaseModel):
         restarts: attack restarts per cell, >= 1.
         clients: federated clients of the utility runs, >= 2.
         rounds: federated rounds of the utility runs, >= 1.
-        local_steps: local full-batch SGD steps per round, >= 1.
+        local_steps: local SGD steps (minibatches of 32) per round, >= 1.
         seed: int >= 0 seeding everything.
         engine: ``"inprocess"`` (default) or ``"flower"`` (utility runs through Flower's simulation engine;
             results equal up to float rounding, Ray's start-up adds about a minute per defense).

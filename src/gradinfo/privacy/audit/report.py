@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 
 from gradinfo import __version__
 from gradinfo.privacy.audit.config import ATTACKS, DEFENSES
-from gradinfo.privacy.audit.setup import CLIP, DELTA, DP_TARGETS, Setup
+from gradinfo.privacy.audit.run import SMOOTH
+from gradinfo.privacy.audit.setup import CLIP, DELTA, DP_TARGETS, LOCAL_BATCH, Setup
 
 FIGURES = "figures"
 
@@ -178,7 +179,8 @@ def write_report(
     ]  # fmt: skip
     dp_rows = [
         [html.escape(d), _fmt(DP_TARGETS[d]), _fmt(utility[d]["noise_multiplier"], 3),
-         _fmt(utility[d]["epsilon"], 3), f"{DELTA:g}", _fmt(CLIP), "1 (full batch)", str(steps)]
+         _fmt(utility[d]["epsilon"], 3), f"{DELTA:g}", _fmt(CLIP),
+         f"1 (minibatches of {LOCAL_BATCH}; no amplification claimed)", str(steps)]
         for d in config.defenses if d in DP_TARGETS
     ]  # fmt: skip
     grids = [(d, _grid(d, rows, out)) for d in config.defenses]
@@ -200,7 +202,8 @@ def write_report(
         _table(head, summary, left=2),
         "<p class='note'>max PSNR: the strongest attack's mean PSNR over the victim batch (higher = more "
         "leaked; about 10 dB is noise-like, above 20 dB the image is recognisable). Accuracy: test accuracy "
-        "of the federated run of that defense on the whole test split; 'vs none' is its difference from the "
+        f"of the federated run of that defense on the whole test split, mean of its last {SMOOTH} rounds "
+        "(non-IID federated training oscillates from round to round); 'vs none' is its difference from the "
         "undefended run in percentage points. HyperFL is personalised: each client's model (its private "
         "embedding and head) is scored on its own test examples, whose classes it trained on, an easier "
         "task than the global model's.</p>",
@@ -246,9 +249,9 @@ def write_report(
                 ],
                 dp_rows,
             ),
-            "<p class='note'>Each client takes full-batch DP-SGD steps on its own data (no subsampling "
-            "amplification claimed); sigma is the smallest meeting the target by dp-accounting's RDP "
-            "accountant over rounds x local steps.</p>",
+            "<p class='note'>Each client takes DP-SGD steps on minibatches of its own data, accounted "
+            "without subsampling amplification (sampling rate 1, so epsilon is an upper bound); sigma is the "
+            "smallest meeting the target by dp-accounting's RDP accountant over rounds x local steps.</p>",
         ]
     parts.append("<h2>Reconstructions</h2>")
     for d, name in grids:

@@ -5,11 +5,12 @@ defenses, splits the training data over the clients (non-IID, 3 classes per clie
 DP-SGD noise multiplier of every DP setting. Every mistake found is collected and raised once as an
 :class:`~gradinfo.privacy.audit.config.AuditConfigError`, one line each.
 
-DP accounting. A utility run's client takes ``local_steps`` full-batch DP-SGD steps per round on its own
-data (sampling rate q = 1: no subsampling amplification is claimed), so each example's privacy loss is
-that of ``rounds * local_steps`` Gaussian mechanisms; ``noise_for_epsilon(target, 1.0, rounds * local_steps,
-delta=1e-5)`` (RDP accountant) gives sigma, and the attacked update of a DP cell is one step of that run,
-with the same sigma and clip.
+DP accounting. A utility run's client takes ``local_steps`` DP-SGD steps per round on minibatches of its
+own data, accounted with sampling rate q = 1 (no subsampling amplification is claimed, so the epsilon is
+an upper bound: an example outside a step's minibatch loses nothing in that step), so each example's
+privacy loss is at most that of ``rounds * local_steps`` Gaussian mechanisms;
+``noise_for_epsilon(target, 1.0, rounds * local_steps, delta=1e-5)`` (RDP accountant) gives sigma, and
+the attacked update of a DP cell is one step of that run, with the same sigma and clip.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ DELTA = 1e-5
 CLIP = 1.0
 DP_TARGETS: dict[str, float] = {"dp-eps8": 8.0, "dp-eps1": 1.0, "sketch-dp": 8.0}
 """Target epsilon of each DP defense."""
+LOCAL_BATCH = 32
+"""Examples per local SGD step of the utility runs (drawn without replacement, fresh each step)."""
 IMAGE_SIDE = 32
 TEST_SHARE = 0.2
 CLASSES_PER_CLIENT = 3
@@ -75,8 +78,12 @@ class Setup:
 
 
 def default_model(num_classes: int, channels: int, side: int, seed: int) -> nn.Module:
-    """The default audited model: a LeNet-style CNN (width 8, hidden 64) with dropout 0.25 before fc2."""
-    return cnn(num_classes=num_classes, in_channels=channels, image_size=side, width=8, hidden=64,
+    """The default audited model: a LeNet-style CNN (width 16, hidden 128) with dropout 0.25 before fc2.
+
+    ``gradinfo.models.cnn``'s default size, the model of the inversion claim checks and of
+    ``benchmarks/attacks.py``.
+    """
+    return cnn(num_classes=num_classes, in_channels=channels, image_size=side, width=16, hidden=128,
                dropout=0.25, seed=seed)  # fmt: skip
 
 
@@ -179,7 +186,7 @@ def _build_model(config: AuditConfig, num_classes: int, shape: tuple[int, ...]) 
             )
         return default_model(
             num_classes, shape[0], shape[1], config.seed
-        ), "cnn (width 8, hidden 64, dropout 0.25)"
+        ), "cnn (width 16, hidden 128, dropout 0.25)"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         try:
