@@ -160,9 +160,9 @@ def fisher_worker(kind: str, pairs: int, chunk: int | None) -> None:
     """One Fisher variant in this (fresh) process; prints a JSON line."""
     from transformers import AutoModel, AutoTokenizer
 
-    from gradinfo.claims.gaprune import finance_pairs
     from gradinfo.compress.gaprune import SentenceEncoder, contrastive_batches, info_nce, prunable_weights
     from gradinfo.compress.importance import fisher_diag, mean_grad
+    from gradinfo.datasets.pairs import finance_pairs
     from gradinfo.models import minilm_path
 
     path = minilm_path()

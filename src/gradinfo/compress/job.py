@@ -76,6 +76,7 @@ from gradinfo.compress.llm_pruner import load_pruned as load_llm_pruned
 from gradinfo.compress.modegpt import ModularAttention, modegpt
 from gradinfo.compress.obs_prune import obs_prune
 from gradinfo.datasets import load
+from gradinfo.datasets.pairs import docstring_pairs, finance_pairs
 from gradinfo.models import load_model, minilm_path, mlp, tiny_gpt2, tiny_llama
 
 __all__ = [
@@ -636,8 +637,6 @@ def load_task(config: PruneConfig, tokenizer: Any = None) -> Task:
 def _text_pairs(seed: int, count: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """GAPrune's claim-check pairs: every finance pair, and ``count`` stdlib docstring pairs (parsing the
     stdlib takes seconds, so they are kept for the process)."""
-    from gradinfo.claims.gaprune import docstring_pairs, finance_pairs
-
     return finance_pairs(seed), docstring_pairs(seed, count)
 
 
