@@ -3,7 +3,7 @@
 "Kernelized Sparse Fine-Tuning with Bi-level Parameter Competition for Vision Models" (2025). Setting (fixed
 in advance): an MLP 40-64-64-10 (ReLU) pretrained on MNIST-1D (Adam, lr 3e-3, 1000 steps of batch 128),
 then fine-tuned on the shifted task, the same signals time-reversed (``x.flip(-1)``), with every Linear
-adapted at rank r = 4 (1224 trainable parameters for both methods):
+adapted at rank r = 4 (1224 factor parameters for both methods):
 
 - LoRA via ``peft`` (``lora_alpha`` 8);
 - SNELLA with the official defaults (target_ratio 0.3, beta1 = beta2 = 0.85, mask_interval 1); besides its
