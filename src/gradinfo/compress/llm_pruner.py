@@ -433,7 +433,10 @@ def llm_pruner(
     chunk_size: int | None = None,
     seed: int = 0,
 ) -> tuple[nn.Module, PruneReport]:
-    """Structurally prune ``model`` in place (LLM-Pruner, Ma et al. 2023) and return it with a report.
+    """Structurally prune ``model`` in place and return it with a report.
+
+    "LLM-Pruner: On the Structural Pruning of Large Language Models" (Ma et al., 2023): coupled groups
+    (heads, MLP channels) whose summed element importance, e.g. Taylor ``|w g|``, is lowest are removed.
 
     Caveats first: the model is modified in place and its class becomes ``Pruned<Class>`` (reload with
     :func:`load_pruned`); with grouped-query attention whole KV groups are removed, so a layer with two KV
