@@ -73,7 +73,9 @@ more iterations; at an audit's few hundred, signed Adam's +-lr steps and the uni
 pixel noise in the directions the gradient does not constrain, and 0.1 removes it (default CNN, B = 1,
 200 iterations: about 22 dB instead of 16-18 dB)."""
 SKETCH_KIND = "countsketch"
-HYPER_EMBED, HYPER_HIDDEN = 16, 32
+HYPER_EMBED, HYPER_HIDDEN = 16, 8
+"""HyperFL hypernetwork sizes: its output layer holds HYPER_HIDDEN x (extractor parameters) weights, 2.2M
+for the default CNN, so the hidden width sets the cost of the HyperFL attack cells."""
 SMOOTH = 3
 """A utility cell's accuracy is the mean test accuracy over its last SMOOTH rounds: non-IID FedAvg
 oscillates from round to round, and one round's value would rank defenses by that noise."""
