@@ -224,8 +224,11 @@ class ModularAttention(nn.Module):
         position_embeddings: tuple[Tensor, Tensor] | None = None,
         attention_mask: Tensor | None = None,
         past_key_values: Any = None,
+        cache: Any = None,
         **kwargs: Any,
     ) -> tuple[Tensor, Tensor | None]:
+        # transformers < 5.24 passes the KV cache as ``past_key_values``, later versions as ``cache``
+        cache = cache if cache is not None else past_key_values
         if position_embeddings is None:
             raise ValueError("ModularAttention needs position_embeddings (cos, sin) from the Llama model")
         shape = hidden_states.shape[:-1]
@@ -239,8 +242,8 @@ class ModularAttention(nn.Module):
         cos_k, sin_k = cos[..., k_index].transpose(1, 2), sin[..., k_index].transpose(1, 2)  # [B, Hkv, T, dq]
         q = q * cos_q + rotate_half(q) * sin_q
         k = k * cos_k + rotate_half(k) * sin_k
-        if past_key_values is not None:
-            k, v = past_key_values.update(k, v, self.layer_idx)
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)
         attend = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
