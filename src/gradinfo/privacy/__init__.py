@@ -4,7 +4,14 @@ from gradinfo.privacy import attacks, defenses
 from gradinfo.privacy.accounting import epsilon, noise_for_epsilon
 from gradinfo.privacy.fedavg import FedHistory, fedavg, split_non_iid
 from gradinfo.privacy.metrics import TokenScores, label_accuracy, psnr, ssim, token_precision_recall
-from gradinfo.privacy.threat import DPSGD, Reconstruction, SharedUpdate, share
+from gradinfo.privacy.threat import (
+    DPSGD,
+    Reconstruction,
+    SharedUpdate,
+    describe_defense,
+    share,
+    split_defense,
+)
 
 __all__ = [
     "DPSGD",
@@ -14,12 +21,14 @@ __all__ = [
     "TokenScores",
     "attacks",
     "defenses",
+    "describe_defense",
     "epsilon",
     "fedavg",
     "label_accuracy",
     "noise_for_epsilon",
     "psnr",
     "share",
+    "split_defense",
     "split_non_iid",
     "ssim",
     "token_precision_recall",
