@@ -155,6 +155,7 @@ def _fast_clipped(
         sums = {role: (coef @ v.flatten(1)).view(v.shape[1:]) for role, v in kept.items()}
         if rest:
             sums.update(call.rule.weighted_sum(call.module, call.activation, g, coef, rest))
+        call.activation = None  # the Call outlives this pass: drop its activation now
         for role, value in sums.items():
             key, rows = call.targets[role]
             slot = out.setdefault(key, torch.zeros_like(plan.params[key]))
