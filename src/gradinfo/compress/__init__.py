@@ -16,11 +16,11 @@ from gradinfo.compress.snella import SnellaController, SnellaLinear, lora, snell
 
 __all__ = [
     "EdgeSplit",
-    "PruneReport",
+    "GAPruneReport",
     "ModeGPTReport",
     "ModularAttention",
-    "GAPruneReport",
     "OBSReport",
+    "PruneReport",
     "SentenceEncoder",
     "SnellaController",
     "SnellaLinear",
@@ -32,8 +32,8 @@ __all__ = [
     "importance",
     "llm_pruner",
     "load_pruned",
-    "lora_recover",
     "lora",
+    "lora_recover",
     "mean_grad",
     "modegpt",
     "obs_prune",
