@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gradinfo.capture.per_example import per_example_grads
+from gradinfo.capture.per_example import check_batch, per_example_grads
 from gradinfo.core.types import Grads, LossFn
 from gradinfo.core.validate import positive_int
 
@@ -59,7 +59,7 @@ def hvp(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, vect
             no trainable parameters, or the loss is not a scalar.
     """
     names, params = _trainable(model)
-    _check_batch(inputs, targets)
+    check_batch(inputs, targets)
     vec = _check_vector(vector, names, params)
     with torch.enable_grad():
         loss = _scalar(loss_fn(model(inputs), targets))
@@ -94,7 +94,7 @@ def gnvp(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, vec
         ValueError: as for ``hvp``.
     """
     names, params = _trainable(model)
-    _check_batch(inputs, targets)
+    check_batch(inputs, targets)
     vec = _check_vector(vector, names, params)
     zeros = {n: torch.zeros_like(p) for n, p in zip(names, params, strict=True)}
     with torch.enable_grad():
@@ -149,7 +149,7 @@ def empirical_fisher_diag(
         ValueError: batch sizes differ or are 0, ``chunk_size`` < 1, or no trainable parameters.
     """
     names, params = _trainable(model)
-    _check_batch(inputs, targets)
+    check_batch(inputs, targets)
     if chunk_size is None:
         row_bytes = sum(p.numel() * p.element_size() for p in params)
         chunk_size = max(1, _CHUNK_BYTES // row_bytes)
@@ -177,20 +177,6 @@ def _trainable(model: nn.Module) -> tuple[list[str], list[Tensor]]:
     if not named:
         raise ValueError("model has no trainable parameters (every parameter has requires_grad=False)")
     return [n for n, _ in named], [p for _, p in named]
-
-
-def _check_batch(inputs: Tensor, targets: Tensor) -> None:
-    """Check that ``inputs`` and ``targets`` are tensors sharing a non-empty batch axis."""
-    for name, value in (("inputs", inputs), ("targets", targets)):
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if inputs.dim() == 0 or inputs.shape[0] == 0:
-        raise ValueError(f"inputs must have a non-empty batch axis, got shape {tuple(inputs.shape)}")
-    if targets.dim() == 0 or targets.shape[0] != inputs.shape[0]:
-        raise ValueError(
-            f"targets must have the batch size of inputs ({inputs.shape[0]}), "
-            f"got shape {tuple(targets.shape)}"
-        )
 
 
 def _check_vector(vector: Grads, names: list[str], params: list[Tensor]) -> list[Tensor]:

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
-from gradinfo.capture.per_example import check_batchnorm
+from gradinfo.capture.per_example import check_batch, check_batchnorm
 from gradinfo.core.types import LossFn
 from gradinfo.core.validate import one_of
 
@@ -83,16 +83,7 @@ def input_grads(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    for name, value in (("inputs", inputs), ("targets", targets)):
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if inputs.dim() == 0 or inputs.shape[0] == 0:
-        raise ValueError(f"inputs must have a non-empty batch axis, got shape {tuple(inputs.shape)}")
-    if targets.dim() == 0 or targets.shape[0] != inputs.shape[0]:
-        raise ValueError(
-            f"targets must have the batch size of inputs ({inputs.shape[0]}), "
-            f"got shape {tuple(targets.shape)}"
-        )
+    check_batch(inputs, targets)
     one_of("reduce", reduce, ("per_example", "batch"))
     if embedding is None and not inputs.is_floating_point():
         raise TypeError(

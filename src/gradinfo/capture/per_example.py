@@ -112,6 +112,25 @@ def check_batchnorm(model: nn.Module) -> None:
         )
 
 
+def check_batch(inputs: Any, targets: Any) -> None:
+    """Raise unless ``inputs`` and ``targets`` are tensors sharing a non-empty batch axis ``[B, ...]``.
+
+    Raises:
+        TypeError: ``inputs`` or ``targets`` is not a tensor.
+        ValueError: ``inputs`` has no batch axis or ``B == 0``, or ``targets``' first axis is not ``B``.
+    """
+    for name, value in (("inputs", inputs), ("targets", targets)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if inputs.dim() == 0 or inputs.shape[0] == 0:
+        raise ValueError(f"inputs must have a non-empty batch axis, got shape {tuple(inputs.shape)}")
+    if targets.dim() == 0 or targets.shape[0] != inputs.shape[0]:
+        raise ValueError(
+            f"targets must have the batch size of inputs ({inputs.shape[0]}), "
+            f"got shape {tuple(targets.shape)}"
+        )
+
+
 def validate(model: Any, loss_fn: Any, inputs: Any, targets: Any) -> int:
     """Check the common arguments and return the batch size."""
     if not isinstance(model, nn.Module):

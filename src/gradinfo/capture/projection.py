@@ -38,7 +38,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from gradinfo.capture.per_example import per_example_grads
+from gradinfo.capture.per_example import check_batch, per_example_grads
 from gradinfo.core.types import LossFn
 from gradinfo.core.validate import one_of, positive_int
 
@@ -106,16 +106,7 @@ def project_per_example(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    for name, value in (("inputs", inputs), ("targets", targets)):
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if inputs.dim() == 0 or inputs.shape[0] == 0:
-        raise ValueError(f"inputs must have a non-empty batch axis, got shape {tuple(inputs.shape)}")
-    if targets.dim() == 0 or targets.shape[0] != inputs.shape[0]:
-        raise ValueError(
-            f"targets must have the batch size of inputs ({inputs.shape[0]}), "
-            f"got shape {tuple(targets.shape)}"
-        )
+    check_batch(inputs, targets)
     positive_int("dim", dim)
     one_of("kind", kind, KINDS)
     if isinstance(seed, bool) or not isinstance(seed, int):
