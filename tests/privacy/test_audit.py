@@ -105,6 +105,27 @@ def test_folder_of_images_loads_with_one_class_per_subfolder(tmp_path: Path) -> 
     assert len(setup.train[1]) + len(setup.test[1]) == 20
 
 
+def test_dp_noise_is_accounted_at_the_largest_client_poisson_rate(tiny_data: str, tmp_path: Path) -> None:
+    from gradinfo.privacy import epsilon, noise_for_epsilon
+    from gradinfo.privacy.audit.setup import DELTA, DP_TARGETS, LOCAL_BATCH
+
+    config = make_config(data=tiny_data, out=tmp_path / "o", clients=4, rounds=3, defenses="dp-eps8,dp-eps1")
+    setup = prepare(config)
+    smallest = min(len(c[1]) for c in setup.clients)
+    assert setup.sample_rate == min(1.0, LOCAL_BATCH / smallest)
+    steps = config.rounds * config.local_steps
+    for name, sigma in setup.sigmas.items():
+        assert epsilon(sigma, setup.sample_rate, steps, DELTA) <= DP_TARGETS[name]
+        # every client samples at q_k <= the accounted rate, so its epsilon is within the target too
+        for _, y in setup.clients:
+            assert epsilon(sigma, min(1.0, LOCAL_BATCH / len(y)), steps, DELTA) <= DP_TARGETS[name]
+    big = make_config(out=tmp_path / "p", defenses="dp-eps8")  # the default photos: q well below 1
+    default = prepare(big)
+    assert default.sample_rate < 1.0
+    unamplified = noise_for_epsilon(8.0, 1.0, big.rounds * big.local_steps, DELTA)
+    assert default.sigmas["dp-eps8"] < unamplified
+
+
 # ------------------------------------------------------------------ running and resuming
 
 

@@ -145,3 +145,50 @@ def test_defense_tuple_is_validated() -> None:
     clients = _clients()
     with pytest.raises(ValueError, match="DPSGD may only come first"):
         fedavg(_lin, clients, 1, 1, 0.1, test=clients[0], defense=(scale(1.0), DPSGD(1.0, 1.0)))
+
+
+def _dp_reference(x: torch.Tensor, y: torch.Tensor, batch: int, seed: int, lr: float) -> list[torch.Tensor]:
+    """One DP-SGD local step by hand: Poisson draw at rate b / n, unclipped sum (huge clip, no noise) / b."""
+    m = _lin()
+    torch.manual_seed(seed)
+    keep = torch.rand(len(x)) < batch / len(x)
+    total = [torch.zeros_like(p) for p in m.parameters()]
+    for i in torch.nonzero(keep).flatten().tolist():
+        grads = torch.autograd.grad(F.cross_entropy(m(x[i : i + 1]), y[i : i + 1]), list(m.parameters()))
+        total = [t + g for t, g in zip(total, grads, strict=True)]
+    return [lr * t / batch for t in total]
+
+
+def test_dp_minibatches_are_poisson_sampled_and_divided_by_the_expected_size() -> None:
+    from gradinfo.privacy.fedavg import client_seed, local_update
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 3, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 2, (40,), generator=g)
+    dp = DPSGD(max_norm=1e6, noise_multiplier=0.0)
+    sizes = []
+    for seed in range(6):
+        _, delta = local_update(_lin(), (x, y), F.cross_entropy, 1, 0.5, 10, dp, seed)
+        want = _dp_reference(x, y, 10, seed, 0.5)
+        for got, ref in zip(delta.values(), want, strict=True):
+            torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+        torch.manual_seed(seed)
+        sizes.append(int((torch.rand(40) < 0.25).sum()))
+    assert len(set(sizes)) > 1  # the batch size varies, as Poisson sampling makes it
+    assert client_seed(0, 0, 0) != client_seed(0, 0, 1)
+
+
+def test_empty_poisson_draw_is_a_noise_only_step() -> None:
+    from gradinfo.privacy.fedavg import local_update
+
+    x, y = torch.randn(200, 3, dtype=torch.float64), torch.zeros(200, dtype=torch.long)
+    seed = next(s for s in range(1000) if not (torch.manual_seed(s) and (torch.rand(200) < 1 / 200).any()))
+    dp = DPSGD(max_norm=1.0, noise_multiplier=2.0)
+    loss, delta = local_update(_lin(), (x, y), F.cross_entropy, 1, 1.0, 1, dp, seed)
+    shapes = [p.detach() for p in _lin().parameters()]
+    torch.manual_seed(seed)
+    torch.rand(200)
+    noise = [2.0 * torch.randn_like(p) for p in shapes]  # sigma C / b with b = 1
+    assert loss != loss  # NaN: no example was drawn
+    for got, ref in zip(delta.values(), noise, strict=True):
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)

@@ -7,8 +7,13 @@ sets theta_{t+1} = theta_t - sum_k (n_k / n) Delta_k, with n_k client k's number
 
 Client updates are protected as :func:`gradinfo.privacy.share` protects them: a ``GradTransform``
 defense (top-k, quantisation, sketching, clipping + noise, ...) is applied once to each client's delta,
-``DPSGD`` replaces every local step's gradient by (sum_i clip_C(g_i) + N(0, sigma^2 C^2 I)) / B, and a
-tuple ``(DPSGD(...), transform, ...)`` does both (DP-SGD steps, then the transforms on the delta).
+``DPSGD`` replaces every local step's gradient by (sum_i clip_C(g_i) + N(0, sigma^2 C^2 I)) / b, and a
+tuple ``(DPSGD(...), transform, ...)`` does both (DP-SGD steps, then the transforms on the delta). DP steps
+on minibatches use Poisson sampling, as Opacus does (Abadi et al., "Deep Learning with Differential
+Privacy", 2016): each of the client's n_k examples joins a step independently with probability
+q_k = b / n_k, and the noisy sum is divided by the expected batch size b, so
+``gradinfo.privacy.epsilon(sigma, q_k, rounds * local_steps, delta)`` bounds each example's privacy loss
+(dp-accounting's ``PoissonSampledDpEvent``). Without DP a step takes b examples without replacement.
 Parameters whose names start with one of the ``personal`` prefixes stay on the client (a personal head, a
 private embedding): each client keeps its own copy across rounds, trained locally, never averaged or shared.
 
@@ -97,6 +102,35 @@ def _is_personal(name: str, personal: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in personal)
 
 
+_LOSS = "__loss__"
+
+
+def _dp_step(
+    model: nn.Module,
+    params: dict[str, Tensor],
+    loss_fn: LossFn,
+    xb: Tensor,
+    yb: Tensor,
+    dp: DPSGD,
+    expected: int,
+) -> dict[str, Tensor]:
+    """(sum_i clip_C(g_i) + N(0, sigma^2 C^2 I)) / expected for the drawn batch, and its loss under ``_LOSS``.
+
+    A Poisson draw may be empty: then the step is noise alone (and the loss NaN).
+    """
+    std = dp.noise_multiplier * dp.max_norm
+    if len(xb) == 0:
+        out = {n: std * torch.randn_like(p) / expected for n, p in params.items()}
+        out[_LOSS] = torch.tensor(float("nan"))
+        return out
+    with torch.no_grad():
+        loss = loss_fn(model(xb), yb)
+    total = clipped_grad_sum(model, loss_fn, xb, yb, dp.max_norm)
+    out = {n: (g + std * torch.randn_like(g)) / expected for n, g in total.items()}
+    out[_LOSS] = loss
+    return out
+
+
 def local_update(
     model: nn.Module,
     data: Client,
@@ -122,20 +156,21 @@ def local_update(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for k in range(steps):
-            if batch_size is None or batch_size >= len(x):
+            full = batch_size is None or batch_size >= len(x)
+            if full:
                 xb, yb = x, y
-            else:
+            elif dp is None:
                 idx = torch.randperm(len(x))[:batch_size]  # [b]
                 xb, yb = x[idx], y[idx]
+            else:
+                keep = torch.rand(len(x)) < batch_size / len(x)  # [n] Poisson sampling, rate q = b / n
+                xb, yb = x[keep], y[keep]
             if dp is None:
                 loss = loss_fn(model(xb), yb)
                 grads = dict(zip(params, torch.autograd.grad(loss, list(params.values())), strict=True))
             else:
-                with torch.no_grad():
-                    loss = loss_fn(model(xb), yb)
-                total = clipped_grad_sum(model, loss_fn, xb, yb, dp.max_norm)
-                std = dp.noise_multiplier * dp.max_norm
-                grads = {n: (g + std * torch.randn_like(g)) / len(xb) for n, g in total.items()}
+                grads = _dp_step(model, params, loss_fn, xb, yb, dp, len(x) if full else batch_size)
+                loss = grads.pop(_LOSS)
             if k == 0:
                 first = float(loss.detach())
             with torch.no_grad():
@@ -225,8 +260,9 @@ def fedavg(
             ``sketch(dim, seed, fresh=True)`` (with its paired ``desketch``) draws one fresh R_t per round,
             shared by all clients, as in Song et al. 2023; stochastic transforms built with one seed draw
             the same randomness on every client.
-        batch_size: examples per local step (sampled without replacement, fresh each step); None: the
-            client's whole data.
+        batch_size: examples per local step, b: drawn without replacement, fresh each step; with a
+            ``DPSGD`` defense, Poisson-sampled at rate b / n_k instead (the expected batch size is b).
+            None: the client's whole data (rate 1).
         personal: parameter-name prefixes kept on each client (never averaged nor shared).
         loss_fn: ``loss_fn(outputs, targets) -> scalar`` (mean reduction); cross-entropy by default.
         seed: int >= 0 seeding minibatch draws, dropout masks and DP noise (the transforms carry their

@@ -40,7 +40,9 @@ class DPSGD:
 
     Pass it as ``share(..., defense=DPSGD(max_norm, noise_multiplier))``; every local step's gradient is
     ``(clipped_grad_sum + N(0, (noise_multiplier * max_norm)^2 I)) / B``. Account for its privacy with
-    :func:`gradinfo.privacy.epsilon` (sample rate B / dataset size, steps = rounds x local steps).
+    :func:`gradinfo.privacy.epsilon` (sample rate B / dataset size, steps = rounds x local steps): the
+    federated loops (:func:`gradinfo.privacy.fedavg.fedavg`, Flower) draw DP minibatches by Poisson
+    sampling at that rate, which is what the accountant assumes.
 
     Attributes:
         max_norm: the clipping bound C, > 0.

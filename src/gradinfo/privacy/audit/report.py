@@ -180,7 +180,7 @@ def write_report(
     dp_rows = [
         [html.escape(d), _fmt(DP_TARGETS[d]), _fmt(utility[d]["noise_multiplier"], 3),
          _fmt(utility[d]["epsilon"], 3), f"{DELTA:g}", _fmt(CLIP),
-         f"1 (minibatches of {LOCAL_BATCH}; no amplification claimed)", str(steps)]
+         f"{setup.sample_rate:.3g} (Poisson, expected batch {LOCAL_BATCH})", str(steps)]
         for d in config.defenses if d in DP_TARGETS
     ]  # fmt: skip
     grids = [(d, _grid(d, rows, out)) for d in config.defenses]
@@ -249,8 +249,9 @@ def write_report(
                 ],
                 dp_rows,
             ),
-            "<p class='note'>Each client takes DP-SGD steps on minibatches of its own data, accounted "
-            "without subsampling amplification (sampling rate 1, so epsilon is an upper bound); sigma is the "
+            "<p class='note'>Each client takes DP-SGD steps on Poisson-sampled minibatches of its own data "
+            "(each example joins a step with probability expected batch / client size; the rate shown is "
+            "the largest over clients, so every client's epsilon is at most the one shown); sigma is the "
             "smallest meeting the target by dp-accounting's RDP accountant over rounds x local steps.</p>",
         ]
     parts.append("<h2>Reconstructions</h2>")

@@ -5,12 +5,13 @@ defenses, splits the training data over the clients (non-IID, 3 classes per clie
 DP-SGD noise multiplier of every DP setting. Every mistake found is collected and raised once as an
 :class:`~gradinfo.privacy.audit.config.AuditConfigError`, one line each.
 
-DP accounting. A utility run's client takes ``local_steps`` DP-SGD steps per round on minibatches of its
-own data, accounted with sampling rate q = 1 (no subsampling amplification is claimed, so the epsilon is
-an upper bound: an example outside a step's minibatch loses nothing in that step), so each example's
-privacy loss is at most that of ``rounds * local_steps`` Gaussian mechanisms;
-``noise_for_epsilon(target, 1.0, rounds * local_steps, delta=1e-5)`` (RDP accountant) gives sigma, and
-the attacked update of a DP cell is one step of that run, with the same sigma and clip.
+DP accounting. A utility run's client takes ``local_steps`` DP-SGD steps per round on Poisson-sampled
+minibatches of its own data (each of its n_k examples joins a step with probability q_k = b / n_k, b =
+``LOCAL_BATCH``; see :mod:`gradinfo.privacy.fedavg`), so each example's privacy loss is that of
+``rounds * local_steps`` subsampled Gaussian mechanisms. Sigma is
+``noise_for_epsilon(target, q, rounds * local_steps, delta=1e-5)`` (dp-accounting's RDP accountant) with
+q = max_k q_k = b / min_k n_k: every client's epsilon is at most the target. The attacked update of a DP
+cell is one step of that run, with the same sigma and clip.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ class Setup:
         model_fn: builds the round-start model (the same weights at every call), in train mode.
         model_name: how the report names the model.
         clients, tests: per-client ``(inputs, labels)`` of the train and test split (same label mix).
+        sample_rate: q, the largest client's Poisson sampling rate min(1, LOCAL_BATCH / min_k n_k).
         sigmas: DP-SGD noise multiplier per DP defense in the config.
-        epsilons: the RDP epsilon those sigmas give over the utility run (<= the target).
+        epsilons: the RDP epsilon those sigmas give over the utility run at rate q (<= the target).
         num_params: d, the trainable parameter count.
         sketch_dim: ceil(d / 10).
     """
@@ -71,6 +73,7 @@ class Setup:
     model_name: str
     clients: list[Client]
     tests: list[Client]
+    sample_rate: float
     sigmas: dict[str, float]
     epsilons: dict[str, float]
     num_params: int
@@ -221,6 +224,8 @@ def prepare(config: AuditConfig) -> Setup:
     """
     errors: list[str] = []
     data = model = None
+    clients: list[Client] = []
+    tests: list[Client] = []
     try:
         data = load_data(config.data, config.seed)
     except ValueError as err:
@@ -249,12 +254,13 @@ def prepare(config: AuditConfig) -> Setup:
         except ValueError as err:
             errors.append(f"--clients: {err}")
     steps = config.rounds * config.local_steps
+    rate = min(1.0, LOCAL_BATCH / min((len(c[1]) for c in clients), default=LOCAL_BATCH))
     sigmas, epsilons = {}, {}
     for name in config.defenses:
         if name in DP_TARGETS:
             try:
-                sigmas[name] = noise_for_epsilon(DP_TARGETS[name], 1.0, steps, DELTA)
-                epsilons[name] = epsilon(sigmas[name], 1.0, steps, DELTA)
+                sigmas[name] = noise_for_epsilon(DP_TARGETS[name], rate, steps, DELTA)
+                epsilons[name] = epsilon(sigmas[name], rate, steps, DELTA)
             except ValueError as err:
                 errors.append(f"--rounds/--local-steps: DP setting {name}: {err}")
     if errors:
@@ -272,6 +278,7 @@ def prepare(config: AuditConfig) -> Setup:
         model_name=model_name,
         clients=clients,
         tests=tests,
+        sample_rate=rate,
         sigmas=sigmas,
         epsilons=epsilons,
         num_params=num_params,
