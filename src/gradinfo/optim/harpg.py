@@ -43,6 +43,8 @@ from gradinfo.optim.policy_gradient import (
     hessian_aided_product,
     lqr_policy,
     run_policy_gradient,
+    start_state,
+    take_step,
     unit,
 )
 
@@ -88,11 +90,8 @@ class HARPG(torch.optim.Optimizer):
         """One iteration; returns the loss of the episode sampled at ``theta_t``."""
         if closure is None:
             raise ValueError("HARPG.step needs a closure returning (-Phi, log p) of a fresh episode")
-        groups = [(group, p) for group in self.param_groups for p in group["params"]]
+        groups = start_state(self)
         params = [p for _, p in groups]
-        for p in params:
-            if not self.state[p]:
-                self.state[p].update(step=0, momentum=torch.zeros_like(p), previous=p.detach().clone())
         t = self.state[params[0]]["step"]
         if t > 0:
             q = float(torch.rand((), generator=self.generator, dtype=torch.float64))
@@ -117,12 +116,7 @@ class HARPG(torch.optim.Optimizer):
             else:
                 d.add_(corrections[i]).mul_(1 - eta).add_(g, alpha=eta)
         momenta = [self.state[p]["momentum"] for p in params]
-        directions = unit(momenta) if self.param_groups[0]["normalized"] else momenta
-        for (group, p), direction in zip(groups, directions, strict=True):
-            state = self.state[p]
-            state["previous"].copy_(p)
-            p.add_(direction, alpha=-group["lr"])
-            state["step"] += 1
+        take_step(self, groups, unit(momenta) if self.param_groups[0]["normalized"] else momenta)
         return loss.detach()
 
 

@@ -38,6 +38,8 @@ from gradinfo.optim.policy_gradient import (
     check_run,
     lqr_policy,
     run_policy_gradient,
+    start_state,
+    take_step,
     unit,
 )
 
@@ -69,13 +71,11 @@ class NPGIGT(torch.optim.Optimizer):
         """One iteration; returns the closure's loss (at ``theta~_t``)."""
         if closure is None:
             raise ValueError("NPGIGT.step needs a closure that samples an episode and returns its loss -Phi")
-        groups = [(group, p) for group in self.param_groups for p in group["params"]]
+        groups = start_state(self)
         params = [p for _, p in groups]
         saved, etas = [], []
         for group, p in groups:
             state = self.state[p]
-            if not state:
-                state.update(step=0, momentum=torch.zeros_like(p), previous=p.detach().clone())
             eta = (2 / (state["step"] + 2)) ** group["eta_power"]
             saved.append(p.detach().clone())
             etas.append(eta)
@@ -89,12 +89,7 @@ class NPGIGT(torch.optim.Optimizer):
         for p, theta, g, eta in zip(params, saved, grads, etas, strict=True):
             p.copy_(theta)
             self.state[p]["momentum"].mul_(1 - eta).add_(torch.zeros_like(p) if g is None else g, alpha=eta)
-        directions = unit([self.state[p]["momentum"] for p in params])
-        for (group, p), direction in zip(groups, directions, strict=True):
-            state = self.state[p]
-            state["previous"].copy_(p)
-            p.add_(direction, alpha=-group["lr"])
-            state["step"] += 1
+        take_step(self, groups, unit([self.state[p]["momentum"] for p in params]))
         return loss.detach()
 
 
@@ -142,17 +137,7 @@ def n_pg_igt(
         TypeError: ``env`` or ``policy`` lacks the needed methods; a number of the wrong type.
         ValueError: ``budget < 1``, ``lr <= 0`` or ``seed < 0``.
     """
-    check_run(env, policy, budget, lr, seed)
-    optimizer = NPGIGT(policy.parameters(), lr)
-    return run_policy_gradient(
-        env,
-        policy,
-        optimizer,
-        budget=budget,
-        per_step=1,
-        gen=torch.Generator().manual_seed(seed),
-        evaluate=evaluate,
-    )
+    return _run(env, policy, budget, lr, seed, evaluate)
 
 
 def normalized_pg(
@@ -169,17 +154,23 @@ def normalized_pg(
     :class:`NPGIGT` with ``eta_t = 1`` (no momentum, no extrapolation); the same schedule
     ``gamma_t = lr * 2/(t+2)``. Args, Returns and Raises as :func:`n_pg_igt`.
     """
+    return _run(env, policy, budget, lr, seed, evaluate, eta_power=0.0)
+
+
+def _run(
+    env: Env,
+    policy: Policy,
+    budget: int,
+    lr: float,
+    seed: int,
+    evaluate: Callable[[Policy], float] | None,
+    **settings: float,
+) -> PGHistory:
+    """Check the arguments, then train ``policy`` with :class:`NPGIGT` (``settings``: its keywords)."""
     check_run(env, policy, budget, lr, seed)
-    optimizer = NPGIGT(policy.parameters(), lr, eta_power=0.0)
-    return run_policy_gradient(
-        env,
-        policy,
-        optimizer,
-        budget=budget,
-        per_step=1,
-        gen=torch.Generator().manual_seed(seed),
-        evaluate=evaluate,
-    )
+    optimizer = NPGIGT(policy.parameters(), lr, **settings)
+    gen = torch.Generator().manual_seed(seed)
+    return run_policy_gradient(env, policy, optimizer, budget=budget, per_step=1, gen=gen, evaluate=evaluate)
 
 
 def _example(seed: int) -> PGHistory:

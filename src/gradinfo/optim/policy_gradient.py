@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -259,6 +260,36 @@ def run_policy_gradient(
         torch.tensor(used),
         torch.tensor(values, dtype=torch.float64),
     )
+
+
+def start_state(optimizer: torch.optim.Optimizer) -> list[tuple[dict[str, Any], Tensor]]:
+    """The optimizers' ``(group, parameter)`` pairs in order, each parameter's state created on first sight.
+
+    A new state holds ``step`` 0, a zero ``momentum`` ``d`` and ``previous``, a copy of the parameter
+    (``theta_{-1} = theta_0``).
+    """
+    groups = [(group, p) for group in optimizer.param_groups for p in group["params"]]
+    for _, p in groups:
+        if not optimizer.state[p]:
+            optimizer.state[p].update(step=0, momentum=torch.zeros_like(p), previous=p.detach().clone())
+    return groups
+
+
+def take_step(
+    optimizer: torch.optim.Optimizer,
+    groups: Sequence[tuple[dict[str, Any], Tensor]],
+    directions: Sequence[Tensor],
+) -> None:
+    """``theta_{t+1} = theta_t - lr * direction`` per parameter (its group's ``lr``), in place.
+
+    ``theta_t`` is kept as the state's ``previous`` and its ``step`` counted; ``directions`` are shaped like
+    the parameters of ``groups`` (from :func:`start_state`). Call it under ``torch.no_grad()``.
+    """
+    for (group, p), direction in zip(groups, directions, strict=True):
+        state = optimizer.state[p]
+        state["previous"].copy_(p)
+        p.add_(direction, alpha=-group["lr"])
+        state["step"] += 1
 
 
 def lqr_policy(env: LQR, sigma: float = 0.5) -> GaussianPolicy:
