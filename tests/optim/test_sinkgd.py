@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from gradinfo.models import tiny_llama
 from gradinfo.optim import SinkGD, sinkgd_param_groups, sinkgd_transform, sinkhorn_normalize
+from gradinfo.optim import sinkgd as sinkgd_module
 
 
 def _loop_reference(g: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -75,6 +76,46 @@ def test_non_matrix_group_is_torch_adamw() -> None:
         ours.step()
         ref.step()
     torch.testing.assert_close(a.detach(), b.detach(), rtol=0, atol=1e-6)
+
+
+def test_chunked_same_shape_matrices_with_weight_decay_match_one_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gen = torch.Generator().manual_seed(3)
+    ws = [torch.nn.Parameter(torch.randn(5, 4, generator=gen, dtype=torch.float64)) for _ in range(5)]
+    ws.append(torch.nn.Parameter(torch.randn(4, 5, generator=gen, dtype=torch.float64)))
+    monkeypatch.setattr(sinkgd_module, "_CHUNK_BYTES", 2 * 5 * 4 * 8)  # chunks of 2, 2, 1 for the [5, 4] ones
+    opt = SinkGD(ws, lr=0.1, iterations=4, weight_decay=0.3)
+    grads = [torch.randn(w.shape, generator=gen, dtype=torch.float64) for w in ws]
+    expected = [
+        w.detach() - 0.1 * (sinkhorn_normalize(g, 4) + 0.3 * w.detach())
+        for w, g in zip(ws, grads, strict=True)
+    ]
+    for w, g in zip(ws, grads, strict=True):
+        w.grad = g.clone()
+    opt.step()
+    for w, e in zip(ws, expected, strict=True):
+        torch.testing.assert_close(w.detach(), e, rtol=1e-12, atol=1e-12)
+
+
+def test_adamw_part_with_unequal_step_counts_is_torch_adamw() -> None:
+    gen = torch.Generator().manual_seed(4)
+    ours = [
+        torch.nn.Parameter(torch.randn(3, generator=gen)),
+        torch.nn.Parameter(torch.randn(2, 2, generator=gen)),
+    ]
+    refs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    opt = SinkGD([{"params": ours, "sinkhorn": False}], lr=0.01, betas=(0.8, 0.95), weight_decay=0.1)
+    ref = torch.optim.AdamW(refs, lr=0.01, betas=(0.8, 0.95), weight_decay=0.1)
+    for step in range(6):
+        for i, (a, b) in enumerate(zip(ours, refs, strict=True)):
+            g = torch.randn(a.shape, generator=gen) if step >= 2 * i else None  # the second starts late
+            a.grad, b.grad = (None, None) if g is None else (g.clone(), g.clone())
+        opt.step()
+        ref.step()
+    for a, b in zip(ours, refs, strict=True):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=0, atol=1e-6)
+    assert [opt.state[p]["step"] for p in ours] == [6, 4]
 
 
 def test_param_groups_keep_embeddings_and_head_on_adamw() -> None:
