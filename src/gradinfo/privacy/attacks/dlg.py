@@ -16,8 +16,7 @@ from __future__ import annotations
 from torch import nn
 
 from gradinfo.core.registry import Conformance, register
-from gradinfo.core.validate import positive_int
-from gradinfo.privacy.attacks._common import check_update, example_model, example_update, shape_arg
+from gradinfo.privacy.attacks._common import check_attack_args, example_model, example_update
 from gradinfo.privacy.attacks.matching import match_gradients
 from gradinfo.privacy.threat import Reconstruction, SharedUpdate
 
@@ -66,9 +65,9 @@ def dlg(
     Raises:
         TypeError, ValueError: a bad argument or an update that does not fit the model, before any work.
     """
-    batch = check_update(model, update)
-    input_shape = shape_arg("input_shape", input_shape)
-    positive_int("iterations", iterations)
+    batch, input_shape = check_attack_args(
+        model, update, input_shape=input_shape, iterations=iterations, restarts=restarts
+    )
     result = match_gradients(
         model,
         update.grads,

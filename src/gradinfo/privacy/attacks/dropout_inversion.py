@@ -23,8 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from gradinfo.core.registry import Conformance, register
-from gradinfo.core.validate import positive_int
-from gradinfo.privacy.attacks._common import check_update, example_model, example_update, shape_arg
+from gradinfo.privacy.attacks._common import check_attack_args, example_model, example_update
 from gradinfo.privacy.attacks.label_recovery import label_recovery
 from gradinfo.privacy.attacks.matching import match_gradients
 from gradinfo.privacy.threat import Reconstruction, SharedUpdate
@@ -82,10 +81,9 @@ def dropout_inversion(
     Raises:
         TypeError, ValueError: a bad argument or an update that does not fit the model, before any work.
     """
-    batch = check_update(model, update)
-    input_shape = shape_arg("input_shape", input_shape)
-    positive_int("iterations", iterations)
-    positive_int("restarts", restarts)
+    batch, input_shape = check_attack_args(
+        model, update, input_shape=input_shape, iterations=iterations, restarts=restarts
+    )
     if labels is None:
         labels = label_recovery(model, update, input_shape=input_shape, box=box, seed=seed).labels
     result = match_gradients(

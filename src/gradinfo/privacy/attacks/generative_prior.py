@@ -40,7 +40,7 @@ from torch.func import functional_call, stack_module_state
 from gradinfo.core.registry import Conformance, register
 from gradinfo.core.validate import positive, positive_int
 from gradinfo.models._seed import seeded
-from gradinfo.privacy.attacks._common import check_update, example_model, example_update, shape_arg
+from gradinfo.privacy.attacks._common import check_attack_args, example_model, example_update
 from gradinfo.privacy.attacks.label_recovery import label_recovery
 from gradinfo.privacy.attacks.matching import gradient_distance, loss_gradient, match_gradients
 from gradinfo.privacy.threat import Reconstruction, SharedUpdate
@@ -177,13 +177,12 @@ def generative_prior(
     Raises:
         TypeError, ValueError: a bad argument or an update that does not fit the model, before any work.
     """
-    batch = check_update(model, update)
+    batch, input_shape = check_attack_args(
+        model, update, input_shape=input_shape, iterations=iterations, restarts=restarts
+    )
     if not isinstance(decoder, nn.Module):
         raise TypeError(f"decoder must be an nn.Module (e.g. from fit_decoder), got {type(decoder).__name__}")
     latent_dim = positive_int("latent_dim", latent_dim)
-    input_shape = shape_arg("input_shape", input_shape)
-    positive_int("iterations", iterations)
-    positive_int("restarts", restarts)
     decoder_iterations = positive_int("decoder_iterations", decoder_iterations, minimum=0)
     decoder_lr = positive("decoder_lr", decoder_lr)
     with torch.no_grad():

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from gradinfo.core.registry import Conformance, register
 from gradinfo.core.types import Grads
 from gradinfo.core.validate import positive, positive_int
-from gradinfo.privacy.attacks._common import example_model, shape_arg
+from gradinfo.privacy.attacks._common import check_attack_args, example_model
 from gradinfo.privacy.attacks.label_recovery import label_recovery
 from gradinfo.privacy.attacks.matching import UpdateFn, loss_gradient, match_gradients
 from gradinfo.privacy.threat import Reconstruction, SharedUpdate, share
@@ -107,13 +107,9 @@ def local_steps_inversion(
     Raises:
         TypeError, ValueError: a bad argument or an update that does not fit the model, before any work.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(update, SharedUpdate):
-        raise TypeError(f"update must be a gradinfo.privacy.SharedUpdate, got {type(update).__name__}")
-    input_shape = shape_arg("input_shape", input_shape)
-    positive_int("iterations", iterations)
-    positive_int("restarts", restarts)
+    batch, input_shape = check_attack_args(
+        model, update, input_shape=input_shape, iterations=iterations, restarts=restarts, gradient=False
+    )
     steps = positive_int("update.local_steps", update.local_steps)
     client_lr = positive("update.lr", update.lr)
     if labels is None:
@@ -125,7 +121,7 @@ def local_steps_inversion(
         model,
         update.grads,
         input_shape=input_shape,
-        batch_size=update.batch_size,
+        batch_size=batch,
         labels=labels,
         iterations=iterations,
         restarts=restarts,

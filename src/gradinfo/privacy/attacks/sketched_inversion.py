@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from gradinfo.core.registry import Conformance, register
 from gradinfo.core.types import Grads
 from gradinfo.core.validate import one_of, positive_int
-from gradinfo.privacy.attacks._common import example_model, shape_arg
+from gradinfo.privacy.attacks._common import check_attack_args, example_model
 from gradinfo.privacy.attacks.label_recovery import label_recovery
 from gradinfo.privacy.attacks.matching import match_gradients
 from gradinfo.privacy.threat import Reconstruction, SharedUpdate, share
@@ -170,10 +170,9 @@ def sketched_inversion(
     Raises:
         TypeError, ValueError: a bad argument, or an update that is not a sketch, before any work.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(update, SharedUpdate):
-        raise TypeError(f"update must be a gradinfo.privacy.SharedUpdate, got {type(update).__name__}")
+    batch, input_shape = check_attack_args(
+        model, update, input_shape=input_shape, iterations=iterations, restarts=restarts, gradient=False
+    )
     if set(update.grads) != {SKETCH_KEY} or update.grads[SKETCH_KEY].dim() != 1:
         raise ValueError(
             f"update.grads must be {{'{SKETCH_KEY}': Tensor[dim]}} (a sketched update), got keys "
@@ -181,11 +180,8 @@ def sketched_inversion(
         )
     if update.kind != "gradient":
         raise ValueError(f"update must sketch a gradient (kind 'gradient'), got kind {update.kind!r}")
-    input_shape = shape_arg("input_shape", input_shape)
     positive_int("sketch_seed", sketch_seed, minimum=0)
     positive_int("round", round, minimum=0)
-    positive_int("iterations", iterations)
-    positive_int("restarts", restarts)
     project = sketch_projection(model, update.grads[SKETCH_KEY].numel(), sketch_seed, kind, round)
     if labels is None:
         estimate = dataclasses.replace(update, grads=_desketched(model, update, sketch_seed, kind, round))
@@ -194,7 +190,7 @@ def sketched_inversion(
         model,
         update.grads,
         input_shape=input_shape,
-        batch_size=update.batch_size,
+        batch_size=batch,
         labels=labels,
         iterations=iterations,
         restarts=restarts,
