@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pg_helpers import flat, lqr_runs, run_path, start_params
 from torch import nn
 
 from gradinfo.optim.envs import LQR, CartPole
@@ -22,32 +23,17 @@ def _pair(theta: torch.Tensor, call: int) -> tuple[torch.Tensor, torch.Tensor]:
     return loss, log_p
 
 
-def _params() -> list[nn.Parameter]:
-    start = torch.linspace(-1, 1, 7, dtype=torch.float64)
-    return [nn.Parameter(start[:4].reshape(2, 2).clone()), nn.Parameter(start[4:].clone())]
-
-
 def _optimizer_path(normalized: bool) -> torch.Tensor:
-    params = _params()
+    params = start_params()
     optimizer = HARPG(
         params,
         lr=LR if normalized else PLAIN_LR,
         normalized=normalized,
         generator=torch.Generator().manual_seed(9),
     )
-    calls = [0]
-
-    def closure() -> tuple[torch.Tensor, torch.Tensor]:
-        out = _pair(torch.cat([p.reshape(-1) for p in params]), calls[0])
-        calls[0] += 1
-        return out
-
-    path = []
-    for _ in range(STEPS):
-        optimizer.step(closure)
-        path.append(torch.cat([p.detach().reshape(-1) for p in params]))
-    assert calls[0] == 2 * STEPS - 1
-    return torch.stack(path)
+    path, calls = run_path(optimizer, params, _pair, STEPS)
+    assert calls == 2 * STEPS - 1
+    return path
 
 
 def _reference(normalized: bool) -> torch.Tensor:
@@ -79,10 +65,10 @@ def test_optimizer_matches_the_naive_algorithm(normalized: bool) -> None:
 
 
 def test_state_dict_round_trip() -> None:
-    params = _params()
+    params = start_params()
     optimizer = HARPG(params, lr=LR)
-    optimizer.step(lambda: _pair(torch.cat([p.reshape(-1) for p in params]), 0))
-    optimizer.step(lambda: _pair(torch.cat([p.reshape(-1) for p in params]), 1))
+    optimizer.step(lambda: _pair(flat(params), 0))
+    optimizer.step(lambda: _pair(flat(params), 1))
     copy = HARPG(params, lr=LR)
     copy.load_state_dict(optimizer.state_dict())
     for p in params:
@@ -92,30 +78,20 @@ def test_state_dict_round_trip() -> None:
 
 
 def test_runs_on_the_lqr_reduce_the_exact_gap_within_budget() -> None:
-    env = LQR()
-    finals = []
-    for seed in range(3):
-        history = harpg(
-            env,
-            lqr_policy(env),
-            budget=151,
-            lr=0.03,
-            seed=seed,
-            evaluate=lambda p: env.optimality_gap(p.mean.weight, 0.5),
-        )
+    runs, median_gap = lqr_runs(harpg, budget=151)
+    for history in runs:
         assert history.trajectories.tolist() == [1, *range(3, 152, 2)]
         assert history.values.shape == (77,) and history.returns.shape == (76,)
-        finals.append(float(history.values[-1]))
-    assert sorted(finals)[1] < 0.7 * float(history.values[0])  # the median of three seeds
-    plain = harpg(env, lqr_policy(env), budget=10, lr=0.01, normalized=False, seed=0)
+    assert median_gap < 0.7 * float(runs[0].values[0])
+    plain = harpg(LQR(), lqr_policy(LQR()), budget=10, lr=0.01, normalized=False, seed=0)
     assert plain.trajectories[-1] == 9
 
 
 def test_bad_arguments_raise() -> None:
     with pytest.raises(TypeError, match="generator"):
-        HARPG(_params(), generator=3)  # type: ignore[arg-type]
+        HARPG(start_params(), generator=3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="closure"):
-        HARPG(_params()).step()
+        HARPG(start_params()).step()
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pg_helpers import flat, lqr_runs, run_path, start_params
 from torch import nn
 
 from gradinfo.optim.envs import LQR, CartPole
@@ -17,26 +18,6 @@ NOISE = torch.randn(STEPS, 7, generator=torch.Generator().manual_seed(5), dtype=
 def _loss(theta: torch.Tensor, call: int) -> torch.Tensor:
     """A smooth non-quadratic loss plus a fixed linear 'sampling noise' term per call ([7] flat theta)."""
     return (theta.square() * torch.arange(1, 8)).sum() + torch.cos(theta).sum() + NOISE[call] @ theta
-
-
-def _params() -> list[nn.Parameter]:
-    start = torch.linspace(-1, 1, 7, dtype=torch.float64)
-    return [nn.Parameter(start[:4].reshape(2, 2).clone()), nn.Parameter(start[4:].clone())]
-
-
-def _optimizer_run(optimizer: torch.optim.Optimizer, params: list[nn.Parameter], steps: int) -> torch.Tensor:
-    calls = [0]
-
-    def closure() -> torch.Tensor:
-        loss = _loss(torch.cat([p.reshape(-1) for p in params]), calls[0])
-        calls[0] += 1
-        return loss
-
-    path = []
-    for _ in range(steps):
-        optimizer.step(closure)
-        path.append(torch.cat([p.detach().reshape(-1) for p in params]))
-    return torch.stack(path)  # [steps, 7]
 
 
 def _reference(eta_power: float) -> torch.Tensor:
@@ -56,61 +37,41 @@ def _reference(eta_power: float) -> torch.Tensor:
 
 @pytest.mark.parametrize("eta_power", [0.8, 0.0])
 def test_optimizer_matches_the_naive_algorithm(eta_power: float) -> None:
-    params = _params()
-    path = _optimizer_run(NPGIGT(params, lr=LR, eta_power=eta_power), params, STEPS)
+    params = start_params()
+    path, _ = run_path(NPGIGT(params, lr=LR, eta_power=eta_power), params, _loss, STEPS)
     torch.testing.assert_close(path, _reference(eta_power), rtol=1e-12, atol=1e-12)
 
 
 def test_state_dict_round_trip_resumes_exactly() -> None:
-    params = _params()
-    whole = _optimizer_run(NPGIGT(params, lr=LR), params, STEPS)
-    params = _params()
+    params = start_params()
+    whole, _ = run_path(NPGIGT(params, lr=LR), params, _loss, STEPS)
+    params = start_params()
     first = NPGIGT(params, lr=LR)
-    _optimizer_run(first, params, 5)
+    run_path(first, params, _loss, 5)
     resumed = NPGIGT(params, lr=LR)
     resumed.load_state_dict(first.state_dict())
-    calls = [5]
-
-    def closure() -> torch.Tensor:
-        loss = _loss(torch.cat([p.reshape(-1) for p in params]), calls[0])
-        calls[0] += 1
-        return loss
-
-    for _ in range(STEPS - 5):
-        resumed.step(closure)
-    torch.testing.assert_close(
-        torch.cat([p.detach().reshape(-1) for p in params]), whole[-1], rtol=0, atol=1e-14
-    )
+    rest, _ = run_path(resumed, params, _loss, STEPS - 5, first_call=5)
+    torch.testing.assert_close(rest[-1], whole[-1], rtol=0, atol=1e-14)
 
 
 def test_step_length_is_the_learning_rate_and_a_closure_is_required() -> None:
-    params = _params()
+    params = start_params()
     optimizer = NPGIGT(params, lr=0.05)
-    before = torch.cat([p.detach().reshape(-1) for p in params])
-    optimizer.step(lambda: _loss(torch.cat([p.reshape(-1) for p in params]), 0))
-    after = torch.cat([p.detach().reshape(-1) for p in params])
+    before = flat(params).detach()
+    optimizer.step(lambda: _loss(flat(params), 0))
+    after = flat(params).detach()
     assert (after - before).norm().item() == pytest.approx(0.05, rel=1e-12)
     with pytest.raises(ValueError, match="closure"):
         optimizer.step()
 
 
 def test_runs_on_the_lqr_reduce_the_exact_gap_and_count_episodes() -> None:
-    env = LQR()
-    finals = []
-    for seed in range(3):
-        history = n_pg_igt(
-            env,
-            lqr_policy(env),
-            budget=150,
-            lr=0.03,
-            seed=seed,
-            evaluate=lambda p: env.optimality_gap(p.mean.weight, 0.5),
-        )
+    runs, median_gap = lqr_runs(n_pg_igt, budget=150)
+    for history in runs:
         assert history.trajectories.tolist() == list(range(1, 151))
         assert history.values.shape == (151,) and history.returns.shape == (150,)
-        finals.append(float(history.values[-1]))
-    assert sorted(finals)[1] < 0.7 * float(history.values[0])  # the median of three seeds
-    baseline = normalized_pg(env, lqr_policy(env), budget=20, lr=0.1, seed=0)
+    assert median_gap < 0.7 * float(runs[0].values[0])
+    baseline = normalized_pg(LQR(), lqr_policy(LQR()), budget=20, lr=0.1, seed=0)
     assert baseline.trajectories[-1] == 20
 
 
