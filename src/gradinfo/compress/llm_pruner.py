@@ -106,8 +106,24 @@ class PruneReport:
 
 
 def lm_loss(out: Any, targets: Tensor) -> Tensor:
-    """Next-token cross-entropy of ``out.logits`` ``[B, T, V]`` against ``targets`` ``[B, T]``."""
+    """Next-token cross-entropy of ``out.logits`` ``[B, T, V]`` against ``targets`` ``[B, T]``.
+
+    Raises:
+        TypeError: ``out`` has no ``logits`` and is not a tensor (e.g. a bare ``BertModel``'s output).
+        ValueError: the logits are not ``[B, T, V]`` matching ``targets`` ``[B, T]`` (e.g. a sequence
+            classifier's ``[B, C]``); such models need their own ``loss_fn``.
+    """
     logits = out.logits if hasattr(out, "logits") else out  # [B, T, V]
+    if not isinstance(logits, Tensor):
+        raise TypeError(
+            f"lm_loss needs model outputs with .logits [B, T, V], got {type(out).__name__}; pass "
+            "loss_fn=... for models without a language-model head"
+        )
+    if logits.dim() != 3 or logits.shape[:2] != targets.shape:
+        raise ValueError(
+            f"lm_loss needs logits [B, T, V] and targets [B, T], got logits {tuple(logits.shape)} and "
+            f"targets {tuple(targets.shape)}; pass loss_fn=... for models without a language-model head"
+        )
     return nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
 
@@ -455,7 +471,9 @@ def llm_pruner(
         keep_first_last: leave the first and last layers whole (ignored when ``layers`` is given).
         layers: explicit layer indices to prune.
         prune: which unit kinds to prune: ``"heads"``, ``"channels"`` or both.
-        loss_fn: ``loss_fn(model_output, targets) -> scalar`` (default: next-token cross-entropy on logits).
+        loss_fn: ``loss_fn(model_output, targets) -> scalar`` (default: :func:`lm_loss`, next-token
+            cross-entropy on logits ``[B, T, V]``; a bare encoder or a classifier, e.g. ``BertModel`` or
+            ``BertForSequenceClassification``, needs its own, with ``(inputs, targets)`` calibration pairs).
         num_examples, seq_len: calibration size when ``calibration`` is a dataset name (paper: 10 x 64).
         chunk_size: examples per chunk of per-example gradients (Fisher kinds).
         seed: seeds the calibration draw and the random importance.
