@@ -55,3 +55,15 @@ def initial_gap() -> float:
     """The exact gap of the starting policy ``K = 0``."""
     env = LQR()
     return env.optimality_gap(torch.zeros(env.action_dim, env.state_dim, dtype=torch.float64), SIGMA)
+
+
+def gap_figures(method: str, seed: int) -> dict[str, float]:
+    """``method``'s and normalised PG's median and worst final gaps (:func:`final_gaps`), and the start's."""
+    ours, base = final_gaps(method, seed), final_gaps("normalized_pg", seed)
+    return {
+        f"{method}_median_gap": median(ours),
+        "normalized_pg_median_gap": median(base),
+        f"{method}_max_gap": max(ours),
+        "normalized_pg_max_gap": max(base),
+        "initial_gap": initial_gap(),
+    }

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from gradinfo.capture.inverse_fisher import InverseFisher
 from gradinfo.claims import ClaimResult
-from gradinfo.datasets import load
+from gradinfo.claims._digits import flat_digits, train
 from gradinfo.models import mlp
 from gradinfo.optim.mfac import MFAC
 
@@ -50,16 +50,9 @@ def _exactness(seed: int) -> dict[str, float]:
 
 
 def _train(make_opt, seed: int) -> float:
-    train = load("digits", split="train", seed=seed)
-    x, y = train.x.reshape(len(train.x), -1), train.y  # [N, 64], [N]
+    x, y = flat_digits("train", seed)  # [N, 64], [N]
     model = mlp(64, 10, hidden=(64,), seed=seed)
-    opt = make_opt(model)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(STEPS):
-        idx = torch.randint(0, len(x), (BATCH,), generator=gen)  # [B]
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-        opt.step()
+    train(model, make_opt(model), x, y, steps=STEPS, batch=BATCH, gen=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         return float(nn.functional.cross_entropy(model(x), y))
 

@@ -7,21 +7,14 @@ before running): the median over the 10 runs of N-PG-IGT's final exact gap is be
 from __future__ import annotations
 
 from gradinfo.claims import ClaimResult
-from gradinfo.claims._policy_gradient import BUDGET, RUNS, final_gaps, initial_gap, median
+from gradinfo.claims._policy_gradient import BUDGET, RUNS, gap_figures
 
 SLOW = True
 
 
 def check(seed: int = 0) -> ClaimResult:
     """Run both methods over 10 seeded runs; figures: median, mean and worst final gaps."""
-    ours, base = final_gaps("n_pg_igt", seed), final_gaps("normalized_pg", seed)
-    figures = {
-        "n_pg_igt_median_gap": median(ours),
-        "normalized_pg_median_gap": median(base),
-        "n_pg_igt_max_gap": max(ours),
-        "normalized_pg_max_gap": max(base),
-        "initial_gap": initial_gap(),
-    }
+    figures = gap_figures("n_pg_igt", seed)
     return ClaimResult(
         "n_pg_igt",
         f"median final exact LQR gap over {RUNS} runs of {BUDGET} episodes: N-PG-IGT < normalised PG",

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from gradinfo.claims import ClaimResult
+from gradinfo.claims._digits import flat_digits, train
 from gradinfo.compress.obs_prune import obs_prune
-from gradinfo.datasets import load
 from gradinfo.models import mlp
 
 SLOW = True
@@ -38,17 +38,11 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def check(seed: int = 0) -> ClaimResult:
     """Train, prune both ways, compare test accuracies; figures in [0, 1]."""
-    train, test = load("digits", split="train", seed=seed), load("digits", split="test", seed=seed)
-    x, y = train.x.reshape(len(train.x), -1), train.y  # [N, 64], [N]
-    xt, yt = test.x.reshape(len(test.x), -1), test.y  # [Nt, 64], [Nt]
+    x, y = flat_digits("train", seed)  # [N, 64], [N]
+    xt, yt = flat_digits("test", seed)  # [Nt, 64], [Nt]
     model = mlp(64, 10, hidden=(64,), seed=seed)
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
     gen = torch.Generator().manual_seed(seed)
-    for _ in range(STEPS):
-        idx = torch.randint(0, len(x), (BATCH,), generator=gen)  # [B]
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-        opt.step()
+    train(model, torch.optim.Adam(model.parameters(), lr=LR), x, y, steps=STEPS, batch=BATCH, gen=gen)
     dense = _accuracy(model, xt, yt)
 
     magnitude = mlp(64, 10, hidden=(64,), seed=seed)
