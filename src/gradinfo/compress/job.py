@@ -50,10 +50,8 @@ passes (after one warm-up) over a fixed evaluation batch, divided by its tokens,
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
-import os
 import shutil
 import statistics
 import time
@@ -63,7 +61,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load_model as load_safetensors
 from safetensors.torch import save_model as save_safetensors
@@ -75,6 +73,8 @@ from gradinfo.compress.llm_pruner import IMPORTANCES, llm_pruner, lm_loss, lora_
 from gradinfo.compress.llm_pruner import load_pruned as load_llm_pruned
 from gradinfo.compress.modegpt import ModularAttention, modegpt
 from gradinfo.compress.obs_prune import obs_prune
+from gradinfo.core.jobconfig import JobConfigError, OutDir, build_config, choice_field, int_field
+from gradinfo.core.jobdir import MANIFEST, JobDirError, open_job_dir, write_atomic
 from gradinfo.datasets import load
 from gradinfo.datasets.pairs import docstring_pairs, finance_pairs
 from gradinfo.models import load_model, minilm_path, mlp, tiny_gpt2, tiny_llama
@@ -169,8 +169,7 @@ BLOCK, TEXT_BYTES, EVAL_WINDOWS, EVAL_EXAMPLES, EVAL_PAIRS, GROUP = 64, 200_000,
 TIMED_PASSES = 5
 """Forward passes timed for the latency (their median is reported)."""
 OBS_DAMPING, OBS_BLOCK = 1e-5, 128
-MANIFEST, DENSE, PRUNED, MODEL, REPORT_JSON, REPORT_MD = (
-    "manifest.json",
+DENSE, PRUNED, MODEL, REPORT_JSON, REPORT_MD = (
     "dense.json",
     "pruned.json",
     "model",
@@ -194,30 +193,15 @@ OPTION = {
 """The command-line option of every field, used to name the option in error lines."""
 
 
-class PruneConfigError(ValueError):
+class PruneConfigError(JobConfigError):
     """One or more mistakes in a prune job's inputs; ``lines`` holds one message per mistake."""
 
-    def __init__(self, lines: list[str]) -> None:
-        self.lines = lines
-        super().__init__("\n".join(lines))
 
-
-class PruneError(ValueError):
+class PruneError(JobDirError):
     """The output folder cannot be used: not empty and not ours, made with another config, or corrupt."""
 
 
 # ---------------------------------------------------------------- the config
-
-
-def _is_int(value: Any, minimum: int) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, str):
-        value = value.strip()
-        if not value.lstrip("-").isdigit():
-            return False
-        value = int(value)
-    return isinstance(value, int) and value >= minimum
 
 
 class PruneConfig(BaseModel):
@@ -251,7 +235,7 @@ class PruneConfig(BaseModel):
     train_steps: int | None = None
     examples: int | None = None
     seed: int = 0
-    out: Path = Path("gradinfo-prune")
+    out: OutDir = Path("gradinfo-prune")
 
     @field_validator("model")
     @classmethod
@@ -264,12 +248,7 @@ class PruneConfig(BaseModel):
             )
         return value
 
-    @field_validator("method")
-    @classmethod
-    def _check_method(cls, value: str) -> str:
-        if value not in METHODS:
-            raise ValueError(f"unknown method {value!r}; valid: {', '.join(METHODS)}")
-        return value
+    _check_method = choice_field("method", METHODS, kind="method")
 
     @field_validator("ratio", mode="before")
     @classmethod
@@ -282,47 +261,12 @@ class PruneConfig(BaseModel):
             raise ValueError(f"must be a number in (0, 1) (the share removed), got {value!r}")
         return number
 
-    @field_validator("calibration")
-    @classmethod
-    def _check_calibration(cls, value: str | None) -> str | None:
-        if value is not None and value not in CALIBRATIONS:
-            raise ValueError(f"unknown calibration dataset {value!r}; valid: {', '.join(CALIBRATIONS)}")
-        return value
+    _check_calibration = choice_field("calibration", CALIBRATIONS, kind="calibration dataset")
+    _check_importance = choice_field("importance", IMPORTANCES, kind="importance")
 
-    @field_validator("importance")
-    @classmethod
-    def _check_importance(cls, value: str | None) -> str | None:
-        if value is not None and value not in IMPORTANCES:
-            raise ValueError(f"unknown importance {value!r}; valid: {', '.join(IMPORTANCES)}")
-        return value
-
-    @field_validator("lora_steps", "seed", mode="before")
-    @classmethod
-    def _check_count(cls, value: Any) -> Any:
-        if not _is_int(value, 0):
-            raise ValueError(f"must be an int >= 0, got {value!r}")
-        return int(value)
-
-    @field_validator("train_steps", mode="before")
-    @classmethod
-    def _check_train_steps(cls, value: Any) -> Any:
-        if value is not None and not _is_int(value, 0):
-            raise ValueError(f"must be an int >= 0, got {value!r}")
-        return None if value is None else int(value)
-
-    @field_validator("examples", mode="before")
-    @classmethod
-    def _check_examples(cls, value: Any) -> Any:
-        if value is not None and not _is_int(value, 1):
-            raise ValueError(f"must be an int >= 1, got {value!r}")
-        return None if value is None else int(value)
-
-    @field_validator("out")
-    @classmethod
-    def _check_out(cls, value: Path) -> Path:
-        if value.exists() and not value.is_dir():
-            raise ValueError(f"{str(value)!r} exists and is not a folder; choose another --out")
-        return value
+    _check_count = int_field("lora_steps", "seed", minimum=0)
+    _check_train_steps = int_field("train_steps", minimum=0, optional=True)
+    _check_examples = int_field("examples", minimum=1, optional=True)
 
     def dataset(self) -> str:
         """The calibration set of this run (when not given: the builtin's own, else the method's default)."""
@@ -349,44 +293,19 @@ class PruneConfig(BaseModel):
             "seed": self.seed,
         }
 
-    def digest(self) -> str:
-        """A short hash of :meth:`fingerprint`: equal digests mean the same run with the same results."""
-        return hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
-
 
 def make_config(**options: Any) -> PruneConfig:
-    """Build a :class:`PruneConfig`, turning every mistake into one line of one error.
-
-    Args:
-        **options: the fields of :class:`PruneConfig` (None values are dropped: the default applies).
-
-    Returns:
-        The validated config.
+    """The :class:`PruneConfig` of ``options``, its fields by name (None keeps a field's default).
 
     Raises:
-        PruneConfigError: one line per mistake, each starting with the option it concerns.
+        PruneConfigError: the field mistakes, one line each, starting with the option they concern;
+            else the mistakes across fields (:func:`_cross_checks`: method against model and data).
     """
-    given = {k: v for k, v in options.items() if v is not None}
-    unknown = sorted(set(given) - set(PruneConfig.model_fields))
-    if unknown:
-        raise PruneConfigError([f"unknown prune option(s) {', '.join(unknown)}"])
-    try:
-        config = PruneConfig(**given)
-    except ValidationError as error:
-        raise PruneConfigError([_line(e) for e in error.errors()]) from None
+    config = build_config(PruneConfig, options, job="prune", option=OPTION, error=PruneConfigError)
     lines = _cross_checks(config)
     if lines:
         raise PruneConfigError(lines)
     return config
-
-
-def _line(error: Any) -> str:
-    ctx = error.get("ctx") or {}
-    message = str(ctx["error"]) if "error" in ctx else error["msg"]
-    if not error["loc"]:
-        return message
-    field = str(error["loc"][0])
-    return f"{OPTION.get(field, field)}: {message}"
 
 
 def _cross_checks(config: PruneConfig) -> list[str]:
@@ -909,43 +828,7 @@ def open_out(config: PruneConfig) -> None:
         PruneError: a non-empty folder without our manifest, a manifest of another job or config, or a
             corrupt manifest. Nothing is written in those cases.
     """
-    out = config.out
-    manifest = out / MANIFEST
-    if out.is_dir() and any(out.iterdir()):
-        if not manifest.is_file():
-            raise PruneError(
-                f"--out {str(out)!r} is not empty and holds no prune run (no {MANIFEST}); choose a new or "
-                "empty folder"
-            )
-        try:
-            saved = json.loads(manifest.read_text())
-            job, old, digest = saved["job"], saved["config"], saved["digest"]
-        except (ValueError, KeyError, TypeError) as err:
-            raise PruneError(
-                f"{str(manifest)!r} is corrupt or not ours ({err!r}); choose another --out"
-            ) from err
-        if job != JOB:
-            raise PruneError(f"--out {str(out)!r} holds a {job!r} run, not a prune run; choose another --out")
-        if digest != config.digest():
-            changed = ", ".join(
-                f"{k}: {old.get(k)!r} there, {v!r} now"
-                for k, v in config.fingerprint().items()
-                if old.get(k) != v
-            )
-            raise PruneError(
-                f"--out {str(out)!r} holds a prune run with other settings ({changed}); rerun with the same "
-                "options to resume, or choose another --out"
-            )
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {"job": JOB, "digest": config.digest(), "config": config.fingerprint(), "gradinfo": __version__}
-    _write_atomic(manifest, json.dumps(payload, indent=2).encode())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    open_job_dir(config.out, job=JOB, noun="prune run", fingerprint=config.fingerprint(), error=PruneError)
 
 
 def _read_stage(path: Path) -> dict[str, Any] | None:
@@ -1025,7 +908,7 @@ def prune(config: PruneConfig, *, progress: bool = True) -> PruneResult:
         if dense is None:
             bar.update(stages, description="prune job: measuring the dense model")
             dense = measure(model, task)
-            _write_atomic(out / DENSE, json.dumps(dense, indent=2).encode())
+            write_atomic(out / DENSE, json.dumps(dense, indent=2).encode())
             computed.append("dense")
         else:
             reused.append("dense")
@@ -1049,15 +932,15 @@ def prune(config: PruneConfig, *, progress: bool = True) -> PruneResult:
                 "prune_seconds": prune_seconds, "groups": info, "after": after, "recovered": recovered,
                 "format": form, "reload_max_abs_difference": reload_error,
             }  # fmt: skip
-            _write_atomic(out / PRUNED, json.dumps(pruned_stage, indent=2).encode())
+            write_atomic(out / PRUNED, json.dumps(pruned_stage, indent=2).encode())
             computed.append("pruned")
         else:
             reused.append("pruned")
             bar.advance(stages)
         bar.advance(stages)
     report = _report(config, dense, pruned_stage)
-    _write_atomic(out / REPORT_MD, _markdown(report).encode())
-    _write_atomic(out / REPORT_JSON, json.dumps(report, indent=2).encode())
+    write_atomic(out / REPORT_MD, _markdown(report).encode())
+    write_atomic(out / REPORT_JSON, json.dumps(report, indent=2).encode())
     computed.append("report")
     return PruneResult(out, report, tuple(computed), tuple(reused), time.perf_counter() - began)
 

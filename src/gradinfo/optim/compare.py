@@ -31,12 +31,9 @@ config's folder, a corrupt line or checkpoint raise :class:`CompareError`, and n
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import io
-import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,11 +43,13 @@ from typing import Any
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor, nn
 
 from gradinfo import __version__
+from gradinfo.core.jobconfig import JobConfigError, OutDir, build_config, choice_field, int_field
+from gradinfo.core.jobdir import RESULTS, JobDirError, append_row, open_job_dir, read_rows, write_atomic
 from gradinfo.datasets import Dataset, load
 from gradinfo.models import cnn, mlp, tiny_llama
 from gradinfo.optim.diffgrad import DiffGrad
@@ -93,13 +92,7 @@ NGRADS, DAMPING = 32, 1e-3
 BLOCK, TEXT_BYTES, EVAL_SIZE = 64, 200_000, 512
 CHECKPOINT_SECONDS = 30.0
 """The checkpoint of the optimizer in progress is replaced at most this often (and never mid-step)."""
-MANIFEST, RESULTS, CHECKPOINTS, CURVES, REPORT = (
-    "manifest.json",
-    "results.jsonl",
-    "checkpoints",
-    "curves.png",
-    "report.html",
-)
+CHECKPOINTS, CURVES, REPORT = "checkpoints", "curves.png", "report.html"
 JOB = "compare-optimizers"
 _CHECKPOINT_KEYS = ("model", "optimizer", "generator", "step", "losses", "step_seconds", "iteration_seconds")
 
@@ -115,30 +108,15 @@ OPTION = {
 """The command-line option of every field, used to name the option in error lines."""
 
 
-class CompareConfigError(ValueError):
+class CompareConfigError(JobConfigError):
     """One or more mistakes in a comparison's inputs; ``lines`` holds one message per mistake."""
 
-    def __init__(self, lines: list[str]) -> None:
-        self.lines = lines
-        super().__init__("\n".join(lines))
 
-
-class CompareError(ValueError):
+class CompareError(JobDirError):
     """The output folder cannot be used: foreign, made with another config, or corrupt."""
 
 
 # ---------------------------------------------------------------- the config
-
-
-def _is_int(value: Any, minimum: int) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, str):
-        value = value.strip()
-        if not value.lstrip("-").isdigit():
-            return False
-        value = int(value)
-    return isinstance(value, int) and value >= minimum
 
 
 def _positive_float(text: Any) -> float | None:
@@ -172,14 +150,9 @@ class CompareConfig(BaseModel):
     lr: float | dict[str, float] | None = None
     batch_size: int | None = None
     seed: int = 0
-    out: Path = Path("gradinfo-compare")
+    out: OutDir = Path("gradinfo-compare")
 
-    @field_validator("task")
-    @classmethod
-    def _check_task(cls, value: str) -> str:
-        if value not in TASKS:
-            raise ValueError(f"unknown task {value!r}; valid: {', '.join(TASKS)}")
-        return value
+    _check_task = choice_field("task", TASKS, kind="task")
 
     @field_validator("optimizers", mode="before")
     @classmethod
@@ -199,26 +172,9 @@ class CompareConfig(BaseModel):
             raise ValueError(f"optimizers repeat: {', '.join(names)}")
         return names
 
-    @field_validator("steps", mode="before")
-    @classmethod
-    def _check_steps(cls, value: Any) -> Any:
-        if not _is_int(value, 1):
-            raise ValueError(f"must be an int >= 1, got {value!r}")
-        return int(value)
-
-    @field_validator("batch_size", mode="before")
-    @classmethod
-    def _check_batch_size(cls, value: Any) -> Any:
-        if value is not None and not _is_int(value, 1):
-            raise ValueError(f"must be an int >= 1, got {value!r}")
-        return None if value is None else int(value)
-
-    @field_validator("seed", mode="before")
-    @classmethod
-    def _check_seed(cls, value: Any) -> Any:
-        if not _is_int(value, 0):
-            raise ValueError(f"must be an int >= 0, got {value!r}")
-        return int(value)
+    _check_steps = int_field("steps", minimum=1)
+    _check_batch_size = int_field("batch_size", minimum=1, optional=True)
+    _check_seed = int_field("seed", minimum=0)
 
     @field_validator("lr", mode="before")
     @classmethod
@@ -250,13 +206,6 @@ class CompareConfig(BaseModel):
         if bad:
             raise ValueError(f"learning rates must be positive numbers, got {', '.join(bad)}")
         return {n: float(v) for n, v in items.items()}
-
-    @field_validator("out")
-    @classmethod
-    def _check_out(cls, value: Path) -> Path:
-        if value.exists() and not value.is_dir():
-            raise ValueError(f"{str(value)!r} exists and is not a folder; choose another --out")
-        return value
 
     @model_validator(mode="after")
     def _check_lr_names(self) -> CompareConfig:
@@ -295,40 +244,17 @@ class CompareConfig(BaseModel):
             "seed": self.seed,
         }
 
-    def digest(self) -> str:
-        """A short hash of :meth:`fingerprint`: equal digests mean the same runs with the same results."""
-        return hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
-
 
 def make_config(**options: Any) -> CompareConfig:
-    """Build a :class:`CompareConfig`, turning every mistake into one line of one error.
-
-    Args:
-        **options: the fields of :class:`CompareConfig` (None values are dropped: the default applies).
-
-    Returns:
-        The validated config.
+    """The :class:`CompareConfig` of ``options``, its fields by name (None keeps a field's default).
 
     Raises:
-        CompareConfigError: one line per mistake, each starting with the option it concerns.
+        CompareConfigError: every mistake at once, one line each, starting with the option it concerns
+            (:func:`gradinfo.core.jobconfig.build_config`).
     """
-    given = {k: v for k, v in options.items() if v is not None}
-    unknown = sorted(set(given) - set(CompareConfig.model_fields))
-    if unknown:
-        raise CompareConfigError([f"unknown compare-optimizers option(s) {', '.join(unknown)}"])
-    try:
-        return CompareConfig(**given)
-    except ValidationError as error:
-        raise CompareConfigError([_line(e) for e in error.errors()]) from None
-
-
-def _line(error: Any) -> str:
-    ctx = error.get("ctx") or {}
-    message = str(ctx["error"]) if "error" in ctx else error["msg"]
-    if not error["loc"]:
-        return message
-    field = str(error["loc"][0])
-    return f"{OPTION.get(field, field)}: {message}"
+    return build_config(
+        CompareConfig, options, job="compare-optimizers", option=OPTION, error=CompareConfigError
+    )
 
 
 # ---------------------------------------------------------------- task, model, optimizer
@@ -440,13 +366,6 @@ def make_optimizer(
 # ---------------------------------------------------------------- the output folder
 
 
-def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
-    keys = sorted(set(old) | set(new))
-    return "; ".join(
-        f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k)
-    )
-
-
 def open_out(config: CompareConfig) -> dict[str, dict[str, Any]]:
     """Create or reopen ``config.out``; return the finished rows by optimizer name.
 
@@ -454,79 +373,18 @@ def open_out(config: CompareConfig) -> dict[str, dict[str, Any]]:
         CompareError: a non-empty folder without our manifest, a manifest of another job or config, or a
             corrupt manifest / results file (other than a truncated last line, which is dropped).
     """
-    out = config.out
-    manifest = out / MANIFEST
-    if out.is_dir() and any(out.iterdir()):
-        if not manifest.is_file():
-            raise CompareError(
-                f"--out {str(out)!r} is not empty and holds no optimizer comparison (no {MANIFEST}); "
-                "choose a new or empty folder"
-            )
-        try:
-            saved = json.loads(manifest.read_text())
-            job, old, digest = saved["job"], saved["config"], saved["digest"]
-        except (ValueError, KeyError, TypeError) as err:
-            raise CompareError(
-                f"{str(manifest)!r} is corrupt or not ours ({err!r}); choose another --out"
-            ) from err
-        if job != JOB:
-            raise CompareError(
-                f"--out {str(out)!r} holds a {job!r} run, not a comparison; choose another --out"
-            )
-        if digest != config.digest():
-            raise CompareError(
-                f"--out {str(out)!r} holds a comparison with another configuration "
-                f"({_diff(old, config.fingerprint())}); rerun with the same options to resume, or choose "
-                "another --out"
-            )
-        done = _read_results(out / RESULTS, set(config.optimizers))
-        for name in done:  # a kill between writing the line and removing the checkpoint
-            (out / CHECKPOINTS / f"{name}.pt").unlink(missing_ok=True)
-        return done
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {"job": JOB, "digest": config.digest(), "config": config.fingerprint(), "gradinfo": __version__}
-    _write_atomic(manifest, json.dumps(payload, indent=2).encode())
-    return {}
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _read_results(path: Path, names: set[str]) -> dict[str, dict[str, Any]]:
-    if not path.exists():
-        return {}
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end < len(data):  # a line cut short by a kill: drop it, its optimizer resumes from its checkpoint
-        with path.open("r+b") as f:
-            f.truncate(end)
-    rows: dict[str, dict[str, Any]] = {}
-    for number, line in enumerate(data[:end].decode("utf-8", "replace").splitlines(), start=1):
-        try:
-            row = json.loads(line)
-            name = row["optimizer"]
-        except (ValueError, KeyError, TypeError) as err:
-            raise CompareError(
-                f"{str(path)!r} line {number} is corrupt ({type(err).__name__}: {err}); it was not written "
-                "by this comparison as it stands: move the folder away or choose another --out"
-            ) from err
-        if name not in names or name in rows:
-            why = (
-                "repeats an optimizer" if name in rows else "names an optimizer this comparison does not run"
-            )
-            raise CompareError(f"{str(path)!r} line {number} {why} ({name!r}); choose another --out")
-        rows[name] = row
-    return rows
-
-
-def _append(path: Path, row: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    noun = "optimizer comparison"
+    open_job_dir(
+        config.out,
+        job=JOB,
+        noun=noun,
+        fingerprint=config.fingerprint(),
+        error=CompareError,
+    )
+    done = read_rows(config.out / RESULTS, "optimizer", set(config.optimizers), noun=noun, error=CompareError)
+    for name in done:  # a kill between writing the line and removing the checkpoint
+        (config.out / CHECKPOINTS / f"{name}.pt").unlink(missing_ok=True)
+    return done
 
 
 # ---------------------------------------------------------------- training one optimizer
@@ -623,7 +481,7 @@ def train_one(
                 "step_seconds": step_seconds, "iteration_seconds": iteration_seconds,
             }  # fmt: skip
             torch.save(state, buffer)
-            _write_atomic(path, buffer.getvalue())
+            write_atomic(path, buffer.getvalue())
             last_save = time.monotonic()
     model.eval()
     train_loss, train_acc = evaluate(model, *data.train_eval) if diverged is None else (None, None)
@@ -682,7 +540,7 @@ def write_report(config: CompareConfig, rows: list[dict[str, Any]]) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     png = buffer.getvalue()
-    _write_atomic(config.out / CURVES, png)
+    write_atomic(config.out / CURVES, png)
 
     def fmt(value: Any, digits: int = 4) -> str:
         return "n/a" if value is None else f"{value:.{digits}f}"
@@ -720,7 +578,7 @@ def write_report(config: CompareConfig, rows: list[dict[str, Any]]) -> Path:
         "</body></html>",
     ]
     path = config.out / REPORT
-    _write_atomic(path, "\n".join(page).encode())
+    write_atomic(path, "\n".join(page).encode())
     return path
 
 
@@ -776,7 +634,7 @@ def compare(config: CompareConfig, *, progress: bool = True) -> CompareResult:
         for name in todo:
             steps = bar.add_task(f"  {name}", total=config.steps)
             row = train_one(config, name, data, lambda k, steps=steps: bar.update(steps, completed=k))
-            _append(config.out / RESULTS, row)
+            append_row(config.out / RESULTS, row)
             (config.out / CHECKPOINTS / f"{name}.pt").unlink(missing_ok=True)
             done[name] = row
             bar.advance(overall)

@@ -8,12 +8,13 @@ naming the command-line option it concerns.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from gradinfo.core.jobconfig import JobConfigError, OutDir, build_config, choice_field, int_field, is_int
 
 ATTACKS: dict[str, str] = {
     "inverting_gradients": "cosine gradient matching + TV, signed Adam (Geiping et al. 2020)",
@@ -71,12 +72,8 @@ OPTION = {
 """The command-line option of every field, used to name the option in error lines."""
 
 
-class AuditConfigError(ValueError):
+class AuditConfigError(JobConfigError):
     """One or more mistakes in an audit's inputs; ``lines`` holds one message per mistake."""
-
-    def __init__(self, lines: list[str]) -> None:
-        self.lines = lines
-        super().__init__("\n".join(lines))
 
 
 def _names(value: Any) -> Any:
@@ -136,7 +133,7 @@ class AuditConfig(BaseModel):
     local_steps: int = QUICK["local_steps"]
     seed: int = 0
     engine: str = "inprocess"
-    out: Path = Path("gradinfo-audit")
+    out: OutDir = Path("gradinfo-audit")
 
     @field_validator("attacks", mode="before")
     @classmethod
@@ -164,7 +161,7 @@ class AuditConfig(BaseModel):
         items = _names(value)
         if not isinstance(items, tuple) or not items:
             raise ValueError(f"batch sizes must be a list of positive ints such as 1,4; got {value!r}")
-        bad = [v for v in items if not _is_positive_int(v)]
+        bad = [v for v in items if not is_int(v, 1)]
         if bad:
             raise ValueError(f"batch sizes must be positive ints, got {', '.join(map(repr, bad))}")
         sizes = tuple(int(v) for v in items)
@@ -175,30 +172,20 @@ class AuditConfig(BaseModel):
     @field_validator("iterations", "restarts", "rounds", "local_steps", mode="before")
     @classmethod
     def _check_count(cls, value: Any) -> Any:
-        if not _is_positive_int(value):
+        if not is_int(value, 1):
             raise ValueError(f"must be a positive int, got {value!r}")
         return int(value)
 
     @field_validator("clients", mode="before")
     @classmethod
     def _check_clients(cls, value: Any) -> Any:
-        if not _is_positive_int(value) or int(value) < 2:
+        if not is_int(value, 2):
             raise ValueError(f"must be an int >= 2 (a federation), got {value!r}")
         return int(value)
 
-    @field_validator("seed", mode="before")
-    @classmethod
-    def _check_seed(cls, value: Any) -> Any:
-        if not _is_positive_int(value, minimum=0):
-            raise ValueError(f"must be an int >= 0, got {value!r}")
-        return int(value)
+    _check_seed = int_field("seed", minimum=0)
 
-    @field_validator("engine")
-    @classmethod
-    def _check_engine(cls, value: str) -> str:
-        if value not in ENGINES:
-            raise ValueError(f"unknown engine {value!r}; valid: {', '.join(ENGINES)}")
-        return value
+    _check_engine = choice_field("engine", ENGINES, kind="engine")
 
     @field_validator("model")
     @classmethod
@@ -227,58 +214,15 @@ class AuditConfig(BaseModel):
             "or an .npz file"
         )
 
-    @field_validator("out")
-    @classmethod
-    def _check_out(cls, value: Path) -> Path:
-        if value.exists() and not value.is_dir():
-            raise ValueError(f"{str(value)!r} exists and is not a folder; choose another --out")
-        return value
-
     def fingerprint(self) -> dict[str, Any]:
         """Every field that changes results (all but ``out``), as JSON-ready values."""
         return json.loads(self.model_dump_json(exclude={"out"}))
 
-    def digest(self) -> str:
-        """A short hash of :meth:`fingerprint`: equal digests mean the same cells with the same results."""
-        text = json.dumps(self.fingerprint(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _is_positive_int(value: Any, minimum: int = 1) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, str):
-        value = value.strip()
-        if not value.lstrip("-").isdigit():
-            return False
-        value = int(value)
-    return isinstance(value, int) and value >= minimum
-
 
 def make_config(**options: Any) -> AuditConfig:
-    """Build an :class:`AuditConfig`, turning every field mistake into one line of one error.
-
-    Args:
-        **options: the fields of :class:`AuditConfig` (None values are dropped: the default applies).
-
-    Returns:
-        The validated config.
+    """The :class:`AuditConfig` of ``options``, its fields by name (None keeps a field's default).
 
     Raises:
-        AuditConfigError: one line per mistake, each starting with the option it concerns.
+        AuditConfigError: every field mistake at once, one line each, starting with the option it concerns.
     """
-    given = {k: v for k, v in options.items() if v is not None}
-    unknown = sorted(set(given) - set(AuditConfig.model_fields))
-    if unknown:
-        raise AuditConfigError([f"unknown audit option(s) {', '.join(unknown)}"])
-    try:
-        return AuditConfig(**given)
-    except ValidationError as error:
-        raise AuditConfigError([_line(e) for e in error.errors()]) from None
-
-
-def _line(error: Any) -> str:
-    field = str(error["loc"][0]) if error["loc"] else "config"
-    ctx = error.get("ctx") or {}
-    message = str(ctx["error"]) if "error" in ctx else error["msg"]
-    return f"{OPTION.get(field, field)}: {message}"
+    return build_config(AuditConfig, options, job="audit", option=OPTION, error=AuditConfigError)

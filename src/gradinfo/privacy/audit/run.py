@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +45,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from gradinfo import __version__
+from gradinfo.core.jobdir import RESULTS, JobDirError, append_row, open_job_dir, read_rows
 from gradinfo.privacy.attacks import (
     dlg,
     dropout_inversion,
@@ -65,7 +63,7 @@ from gradinfo.privacy.threat import DPSGD, Defense, SharedUpdate, describe_defen
 from gradinfo.transform import GradTransform, chain, desketch, sketch, stochastic_quantize, topk_sparsify
 from gradinfo.transform.sketch import SKETCH_KEY
 
-MANIFEST, RESULTS, CELLS = "manifest.json", "results.jsonl", "cells"
+CELLS = "cells"
 LR = 0.1
 TV = 0.1
 """The attacks' total-variation weight. The attacks' own defaults (1e-2 and below) are sized for 1,000 or
@@ -81,7 +79,7 @@ SMOOTH = 3
 oscillates from round to round, and one round's value would rank defenses by that noise."""
 
 
-class AuditError(ValueError):
+class AuditError(JobDirError):
     """The output folder cannot be used: foreign, made with another config, or corrupt."""
 
 
@@ -273,79 +271,22 @@ def run_cell(setup: Setup, cell: Cell, out: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- the output folder
 
 
-def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
-    keys = sorted(set(old) | set(new))
-    return "; ".join(
-        f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k)
-    )
-
-
 def open_out(config: AuditConfig, keys: set[str]) -> dict[str, dict[str, Any]]:
     """Create or reopen ``config.out``; return the finished rows by cell key.
 
     Raises:
-        AuditError: a non-empty folder without our manifest, a manifest of another config, or a corrupt
-            manifest / results file (other than a truncated last line, which is dropped).
+        AuditError: a non-empty folder without our manifest, a manifest of another job or config, or a
+            corrupt manifest / results file (other than a truncated last line, which is dropped).
     """
-    out = config.out
-    manifest = out / MANIFEST
-    if out.is_dir() and any(out.iterdir()):
-        if not manifest.is_file():
-            raise AuditError(
-                f"--out {str(out)!r} is not empty and holds no audit (no {MANIFEST}); "
-                "choose a new or empty folder"
-            )
-        try:
-            saved = json.loads(manifest.read_text())
-            old = saved["config"]
-            digest = saved["digest"]
-        except (ValueError, KeyError, TypeError) as err:
-            raise AuditError(f"{str(manifest)!r} is corrupt ({err}); choose another --out") from err
-        if digest != config.digest():
-            raise AuditError(
-                f"--out {str(out)!r} holds an audit with another configuration "
-                f"({_diff(old, config.fingerprint())}); "
-                "rerun with the same options to resume, or choose another --out"
-            )
-        return _read_results(out / RESULTS, keys)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f"{MANIFEST}.tmp"
-    payload = {"digest": config.digest(), "config": config.fingerprint(), "gradinfo": __version__}
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, manifest)
-    return {}
-
-
-def _read_results(path: Path, keys: set[str]) -> dict[str, dict[str, Any]]:
-    if not path.exists():
-        return {}
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end < len(data):  # a line cut short by a kill: drop it, its cell is redone
-        with path.open("r+b") as f:
-            f.truncate(end)
-    rows: dict[str, dict[str, Any]] = {}
-    for number, line in enumerate(data[:end].decode("utf-8", "replace").splitlines(), start=1):
-        try:
-            row = json.loads(line)
-            key = row["cell"]
-        except (ValueError, KeyError, TypeError) as err:
-            raise AuditError(
-                f"{str(path)!r} line {number} is corrupt ({type(err).__name__}: {err}); it was not "
-                "written by this audit as it stands: move the folder away or choose another --out"
-            ) from err
-        if key not in keys or key in rows:
-            why = "repeats a cell" if key in rows else "names a cell this audit does not have"
-            raise AuditError(f"{str(path)!r} line {number} {why} ({key!r}); choose another --out")
-        rows[key] = row
-    return rows
-
-
-def _append(path: Path, row: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    open_job_dir(
+        config.out,
+        job="audit",
+        noun="audit",
+        fingerprint=config.fingerprint(),
+        error=AuditError,
+        untagged_ok=True,  # audit manifests did not name their job before
+    )
+    return read_rows(config.out / RESULTS, "cell", keys, noun="audit", error=AuditError)
 
 
 def run_audit(config: AuditConfig, *, progress: bool = True) -> AuditResult:
@@ -368,7 +309,7 @@ def run_audit(config: AuditConfig, *, progress: bool = True) -> AuditResult:
         for cell in todo:
             bar.update(task, description=cell.key)
             row = run_cell(setup, cell, config.out)
-            _append(config.out / RESULTS, row)
+            append_row(config.out / RESULTS, row)
             done[cell.key] = row
             bar.advance(task)
         bar.update(task, description="audit done")
