@@ -120,3 +120,18 @@ def test_bad_arguments() -> None:
         transform.update({"w": torch.ones(2)}, state, None)
     with pytest.raises(ValueError, match="keys"):
         transform.update({"v": torch.ones(2)}, state, {"v": torch.ones(2)})
+
+
+def test_float32_is_accurate_when_woodbury_cancels() -> None:
+    # small damping: g / lambda and the window term nearly cancel; u stays accurate in float32
+    gen = torch.Generator().manual_seed(2)
+    params = {"w": torch.zeros(20_000)}
+    transform = mfac_transform(ngrads=8, damping=1e-5)
+    state = transform.init(params)
+    history = [torch.randn(20_000, generator=gen) * 1e-2 for _ in range(10)]
+    for g in history:
+        out, state = transform.update({"w": g}, state, params)
+    window = torch.stack(history[-8:]).double()
+    expected = InverseFisher(window, 1e-5).ihvp(history[-1].double())
+    error = (out["w"].double() - expected).norm() / expected.norm()
+    assert error < 1e-5, f"relative error {error:.2e}"

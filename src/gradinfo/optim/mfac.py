@@ -89,23 +89,21 @@ def mfac_transform(
     def update(grads: Grads, state: State, params: Grads | None = None) -> tuple[Grads, State]:
         names = state["names"]
         check_keys("mfac", grads, names)
-        g = torch.cat([grads[n].reshape(-1) for n in names])  # [d]
+        g = torch.cat([grads[n].reshape(-1) for n in names])  # [d], a fresh tensor: the new row
+        sizes = [grads[n].numel() for n in names]
         if weight_decay > 0:
             if params is None:
                 raise ValueError("mfac with weight_decay > 0 needs params in update(grads, state, params)")
-            g = g + weight_decay * torch.cat([params[n].reshape(-1) for n in names])  # [d]
+            decay = [params[n].reshape(-1) for n in names]
+            torch._foreach_add_(list(g.split(sizes)), decay, alpha=weight_decay)  # g + wd p, [d]
         slot = state["step"] % ngrads
-        rows = (*state["rows"][:slot], g.detach(), *state["rows"][slot + 1 :])
+        rows = (*state["rows"][:slot], g, *state["rows"][slot + 1 :])
         u, gram = _window_ihvp(rows, state["gram"], slot, damping)  # [d], [m, m]
         velocity = state["velocity"]
         if velocity is not None:
-            velocity = momentum * velocity + (1 - momentum) * u  # [d]
+            velocity = torch.lerp(velocity, u, 1 - momentum)  # mu v + (1 - mu) u, [d]
             u = velocity
-        out, start = {}, 0
-        for n in names:
-            size = grads[n].numel()
-            out[n] = u[start : start + size].view_as(grads[n])
-            start += size
+        out = {n: piece.view_as(grads[n]) for n, piece in zip(names, u.split(sizes), strict=True)}
         return out, {**state, "rows": rows, "gram": gram, "step": state["step"] + 1, "velocity": velocity}
 
     return GradTransform(init, update)
@@ -114,6 +112,13 @@ def mfac_transform(
 def _window_ihvp(rows: tuple[Tensor, ...], gram: Tensor, slot: int, damping: float) -> tuple[Tensor, Tensor]:
     """``F^{-1} g`` for the window ``rows`` whose row ``slot`` is the new gradient ``g``.
 
+    Two passes over the window, the minimum: ``m`` dot products ``G g`` (the new Gram row and column),
+    then ``u = G^T w`` with ``w = e_slot / lambda - (m I + G G^T / lambda)^{-1} G g / lambda^2``: the
+    ``g / lambda`` term of Woodbury's formula is folded into the coefficient of ``g``'s own row (in
+    float64), so no further pass over ``[d]`` is needed. The rows stay separate tensors (a step replaces
+    one without copying the others), so the products are ``m`` vector operations rather than one
+    matrix-vector product.
+
     Args:
         rows: ``m`` tensors ``[d]``, the window with ``g`` already at ``slot``.
         gram: ``[m, m]`` float64 Gram matrix of the previous window.
@@ -121,7 +126,7 @@ def _window_ihvp(rows: tuple[Tensor, ...], gram: Tensor, slot: int, damping: flo
         damping: ``lambda``.
 
     Returns:
-        ``F^{-1} g`` ``[d]`` and the updated Gram matrix ``[m, m]``.
+        ``F^{-1} g`` ``[d]`` (a new tensor) and the updated Gram matrix ``[m, m]``.
     """
     g = rows[slot]  # [d]
     m = len(rows)
@@ -131,10 +136,12 @@ def _window_ihvp(rows: tuple[Tensor, ...], gram: Tensor, slot: int, damping: flo
     gram[:, slot] = dots
     system = m * torch.eye(m, dtype=torch.float64, device=gram.device) + gram / damping  # [m, m]
     coef = torch.cholesky_solve((dots / damping)[:, None], torch.linalg.cholesky(system))[:, 0]  # [m]
-    coef = (coef / damping).to(g.dtype)
-    u = g / damping  # [d], a fresh tensor: accumulate into it
-    for c, r in zip(coef.neg().unbind(), rows, strict=True):
-        u.addcmul_(r, c)
+    weights = coef.div_(-damping)  # [m]
+    weights[slot] += 1 / damping
+    weights = weights.tolist()
+    u = torch.mul(rows[0], weights[0])  # [d], a fresh tensor: accumulate into it
+    for w, r in zip(weights[1:], rows[1:], strict=True):
+        u.add_(r, alpha=w)
     return u, gram
 
 
