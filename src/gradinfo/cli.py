@@ -1,7 +1,9 @@
 """The ``gradinfo`` command line: list the methods, reproduce a paper's claim, audit gradient leakage.
 
 User errors (an unknown method, a method without a claim check, a bad option value) raise
-:class:`UsageError`; the app catches it in one place, prints one red line to stderr and exits 2.
+:class:`UsageError`, and a job's bad options or unusable output folder raise its ``JobConfigError`` (one
+line per mistake) or ``JobDirError``; the app catches them in one place, prints them in red to stderr and
+exits 2.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typer.core import TyperGroup
 
 from gradinfo import __version__
 from gradinfo.claims import run_claim
+from gradinfo.core.jobconfig import JobConfigError
+from gradinfo.core.jobdir import JobDirError
 from gradinfo.core.registry import FAMILIES, STATUSES, Method
 from gradinfo.methods import all_methods, markdown_table
 
@@ -27,12 +31,12 @@ class UsageError(Exception):
 
 
 class _Group(TyperGroup):
-    """Catches :class:`UsageError` from every command: one line to stderr, exit status 2."""
+    """Catches user errors from every command: their lines to stderr, exit status 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except UsageError as error:
+        except (UsageError, JobConfigError, JobDirError) as error:
             Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {error}", soft_wrap=True)
             raise typer.Exit(2) from None
 
@@ -168,8 +172,8 @@ def audit(
     Writes report.html, results.jsonl (one line per finished cell) and PNG figures into --out; rerun with
     the same options to resume an interrupted audit.
     """
-    from gradinfo.privacy.audit import AuditConfigError, AuditError, make_config
     from gradinfo.privacy.audit import audit as run_audit
+    from gradinfo.privacy.audit import make_config
     from gradinfo.privacy.audit.config import FULL
 
     given = {
@@ -179,13 +183,7 @@ def audit(
     }  # fmt: skip
     if full:
         given = {**FULL, **{k: v for k, v in given.items() if v is not None}}
-    try:
-        config = make_config(**given)
-        result = run_audit(config)
-    except AuditConfigError as error:
-        raise UsageError("\n".join(error.lines)) from None
-    except AuditError as error:
-        raise UsageError(str(error)) from None
+    result = run_audit(make_config(**given))
     console = Console()
     console.print(
         f"audit finished in {result.seconds:.0f} s ({result.computed} cells computed, {result.reused} reused "
@@ -219,18 +217,13 @@ def compare_optimizers(
     the same options to resume an interrupted comparison (finished optimizers are skipped, an unfinished one
     continues from its checkpoint).
     """
-    from gradinfo.optim.compare import CompareConfigError, CompareError, compare, make_config
+    from gradinfo.optim.compare import compare, make_config
 
     given = {
         "task": task, "optimizers": optimizers, "steps": steps, "lr": lr, "batch_size": batch_size,
         "seed": seed, "out": out,
     }  # fmt: skip
-    try:
-        result = compare(make_config(**given))
-    except CompareConfigError as error:
-        raise UsageError("\n".join(error.lines)) from None
-    except CompareError as error:
-        raise UsageError(str(error)) from None
+    result = compare(make_config(**given))
     table = Table("optimizer", "held-out loss", "held-out acc.", "state + proj. MB", "step ms")
     for r in result.rows:
         loss = "diverged" if r["test_loss"] is None else f"{r['test_loss']:.4f}"
@@ -288,7 +281,7 @@ def prune(
     Writes model/, report.json and report.md into --out: parameters, perplexity / accuracy / MRR and latency
     per token before and after, and which groups went. Rerun with the same options to resume.
     """
-    from gradinfo.compress.job import PruneConfigError, PruneError, make_config
+    from gradinfo.compress.job import make_config
     from gradinfo.compress.job import prune as run_prune
 
     given = {
@@ -296,12 +289,7 @@ def prune(
         "importance": importance, "lora_steps": lora_steps, "train_steps": train_steps, "examples": examples,
         "seed": seed, "out": out,
     }  # fmt: skip
-    try:
-        result = run_prune(make_config(**given))
-    except PruneConfigError as error:
-        raise UsageError("\n".join(error.lines)) from None
-    except PruneError as error:
-        raise UsageError(str(error)) from None
+    result = run_prune(make_config(**given))
     r = result.report
     metric = r["metric"]
     table = Table("", "parameters", "nonzero", metric, f"ms per {r['latency_unit']}")
