@@ -80,7 +80,7 @@ def diffgrad_transform(
                 g = g.add(params[name], alpha=weight_decay)  # [*shape]
             step = s["step"] + 1
             m = torch.lerp(s["exp_avg"], g, 1 - b1)  # [*shape]
-            v = torch.addcmul(s["exp_avg_sq"] * b2, g, g, value=1 - b2)  # [*shape]
+            v = torch.mul(s["exp_avg_sq"], b2).addcmul_(g, g, value=1 - b2)  # [*shape]
             xi = torch.sub(s["previous_grad"], g).abs_().sigmoid_()  # [*shape] in [0.5, 1)
             step_size = math.sqrt(1 - b2**step) / (1 - b1**step)
             out[name] = xi.mul_(m).div_(v.sqrt().add_(eps)).mul_(step_size)
