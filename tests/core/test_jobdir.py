@@ -122,6 +122,24 @@ def test_untagged_manifest_counts_as_this_jobs_only_when_allowed(tmp_path: Path)
     assert (tmp_path / MANIFEST).read_text() == text
 
 
+def test_other_revision_is_refused_and_a_manifest_without_one_is_revision_1(tmp_path: Path) -> None:
+    open_thing(tmp_path / "new", revision=2)
+    assert json.loads((tmp_path / "new" / MANIFEST).read_text())["revision"] == 2
+    open_thing(tmp_path / "new", revision=2)  # same revision: resumes
+    old = tmp_path / "old"
+    old.mkdir()
+    text = json.dumps({"job": "thing", "config": FINGERPRINT, "digest": fingerprint_digest(FINGERPRINT)})
+    (old / MANIFEST).write_text(text)
+    open_thing(old)  # no revision stored: revision 1
+    with pytest.raises(
+        ThingError, match=r"made by revision 1 of this job, and this gradinfo runs revision 2"
+    ):
+        open_thing(old, revision=2)
+    with pytest.raises(ThingError, match=r"made by revision 2 of this job.*runs revision 3"):
+        open_thing(tmp_path / "new", revision=3)
+    assert (old / MANIFEST).read_text() == text
+
+
 def test_digest_is_the_sha256_of_the_sorted_json_and_ignores_key_order() -> None:
     reference = hashlib.sha256(b'{"a": 1, "b": [2, 3]}').hexdigest()[:16]  # what the jobs always stored
     assert fingerprint_digest({"b": [2, 3], "a": 1}) == reference

@@ -209,6 +209,23 @@ def test_other_config_into_same_folder_names_the_difference(tiny_data: str, tmp_
     assert (out / "results.jsonl").read_text() == before
 
 
+def test_folder_of_an_earlier_audit_revision_is_refused(tiny_data: str, tmp_path: Path) -> None:
+    out = tmp_path / "audit"
+    config = tiny(tiny_data, out)
+    audit(config, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["revision"] == audit_run.REVISION >= 2
+    del manifest["revision"]  # as written before revisions existed, with Poisson-free DP cells
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    before = (out / "results.jsonl").read_text()
+    with pytest.raises(
+        AuditError,
+        match=f"made by revision 1 of this job, and this gradinfo runs revision {audit_run.REVISION}",
+    ):
+        audit(config, progress=False)
+    assert (out / "results.jsonl").read_text() == before
+
+
 def test_report_names_every_defense_and_links_its_figures(tiny_data: str, tmp_path: Path) -> None:
     out = tmp_path / "audit"
     config = tiny(

@@ -1,10 +1,13 @@
 """A resumable job's output folder: a manifest written first, finished rows appended one line each.
 
 The jobs ``gradinfo audit``, ``compare-optimizers`` and ``prune`` write into one folder each. Its
-``manifest.json`` (the job's name, the config's fingerprint and digest, the gradinfo version) is written
-atomically before anything else; jobs made of rows append one JSON object per finished row to
-``results.jsonl`` (flushed and fsync-ed). A rerun with the same config resumes: :func:`open_job_dir`
-accepts the folder and :func:`read_rows` returns the rows already finished.
+``manifest.json`` (the job's name, the config's fingerprint and digest, the job's revision, the gradinfo
+version) is written atomically before anything else; jobs made of rows append one JSON object per finished
+row to ``results.jsonl`` (flushed and fsync-ed). A rerun with the same config resumes: :func:`open_job_dir`
+accepts the folder and :func:`read_rows` returns the rows already finished. A job's *revision* is a number
+its module bumps whenever a change to the code alters the results of a finished row; a folder written at
+another revision is refused, so a resume never mixes rows computed two ways (the package version cannot tell:
+an editable install keeps one version across commits).
 
 A non-empty folder without a manifest, a folder of another job or config, a corrupt manifest and a corrupt
 line raise the job's own error (a subclass of :class:`JobDirError`), and nothing in the folder is written.
@@ -36,6 +39,7 @@ def open_job_dir(
     fingerprint: dict[str, Any],
     error: type[JobDirError] = JobDirError,
     untagged_ok: bool = False,
+    revision: int = 1,
 ) -> None:
     """Create ``out`` with this run's manifest, or check that the manifest it holds is this very run's.
 
@@ -48,11 +52,12 @@ def open_job_dir(
         error: the exception raised, the job's subclass of :class:`JobDirError`.
         untagged_ok: a manifest without ``"job"`` counts as this job's (folders written before manifests
             named their job).
+        revision: the job's revision; a manifest without one is revision 1.
 
     Raises:
         JobDirError: (as ``error``) ``out`` is not empty and holds no manifest; its manifest is corrupt, of
-            another job, or of another config (the message names every setting that differs). Nothing is
-            written in those cases.
+            another job, of another revision, or of another config (the message names every setting that
+            differs). Nothing is written in those cases.
     """
     manifest, digest = out / MANIFEST, fingerprint_digest(fingerprint)
     if out.is_dir() and any(out.iterdir()):
@@ -66,11 +71,17 @@ def open_job_dir(
             if not isinstance(saved, dict) or not isinstance(saved["config"], dict):
                 raise TypeError("not a JSON object with a 'config' object")
             found = saved.get("job", job) if untagged_ok else saved["job"]
-            old, stored = saved["config"], saved["digest"]
+            old, stored, made = saved["config"], saved["digest"], saved.get("revision", 1)
         except (ValueError, KeyError, TypeError) as err:
             raise error(f"{str(manifest)!r} is corrupt or not ours ({err!r}); choose another --out") from err
         if found != job:
             raise error(f"--out {str(out)!r} holds a {found!r} run, not {_a(noun)}; choose another --out")
+        if made != revision:
+            raise error(
+                f"--out {str(out)!r} holds {_a(noun)} made by revision {made!r} of this job, and this "
+                f"gradinfo runs revision {revision}: their results were computed differently and would not "
+                "mix; choose another --out"
+            )
         if stored != digest:
             raise error(
                 f"--out {str(out)!r} holds {_a(noun)} with another configuration "
@@ -78,7 +89,13 @@ def open_job_dir(
             )
         return
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"job": job, "digest": digest, "config": fingerprint, "gradinfo": _version()}
+    payload = {
+        "job": job,
+        "digest": digest,
+        "config": fingerprint,
+        "revision": revision,
+        "gradinfo": _version(),
+    }
     write_atomic(manifest, json.dumps(payload, indent=2).encode())
 
 

@@ -64,6 +64,9 @@ from gradinfo.transform import GradTransform, chain, desketch, sketch, stochasti
 from gradinfo.transform.sketch import SKETCH_KEY
 
 CELLS = "cells"
+REVISION = 2
+"""Bumped whenever a change alters a finished cell's results (see :mod:`gradinfo.core.jobdir`). 2: DP local
+steps Poisson-sample their minibatches and sigma is accounted with subsampling."""
 LR = 0.1
 TV = 0.1
 """The attacks' total-variation weight. The attacks' own defaults (1e-2 and below) are sized for 1,000 or
@@ -285,6 +288,7 @@ def open_out(config: AuditConfig, keys: set[str]) -> dict[str, dict[str, Any]]:
         fingerprint=config.fingerprint(),
         error=AuditError,
         untagged_ok=True,  # audit manifests did not name their job before
+        revision=REVISION,
     )
     return read_rows(config.out / RESULTS, "cell", keys, noun="audit", error=AuditError)
 
