@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradinfo.optim import DiffGrad, diffgrad_transform
+from gradinfo.transform import as_optimizer
 
 
 def _model(dtype: torch.dtype) -> torch.nn.Module:
@@ -43,6 +44,18 @@ def test_matches_pytorch_optimizer_over_100_steps(dtype: torch.dtype, weight_dec
     )
     for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("dtype", "atol"), [(torch.float32, 1e-6), (torch.float64, 1e-14)])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.05])
+def test_in_place_optimizer_follows_the_pure_transform(
+    dtype: torch.dtype, atol: float, weight_decay: float
+) -> None:
+    ours = _trajectory(lambda p: DiffGrad(p, lr=1e-2, betas=(0.8, 0.99), weight_decay=weight_decay), dtype)
+    transform = diffgrad_transform(betas=(0.8, 0.99), weight_decay=weight_decay)
+    pure = _trajectory(lambda p: as_optimizer(transform, p, lr=1e-2), dtype)
+    for a, b in zip(ours, pure, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=atol)
 
 
 def test_matches_float64_loop_of_the_equations() -> None:
