@@ -16,7 +16,7 @@ from torch import nn
 
 import gradinfo.compress.job as job
 from gradinfo.compress.gaprune import SentenceEncoder, gaprune
-from gradinfo.compress.job import PruneConfigError, PruneError, load_pruned, make_config, prune
+from gradinfo.compress.job import PruneConfigError, PruneError, load_job_model, make_config, prune
 from gradinfo.compress.llm_pruner import llm_pruner, lm_loss
 from gradinfo.compress.modegpt import modegpt
 from gradinfo.compress.obs_prune import obs_prune
@@ -114,7 +114,7 @@ def test_each_method_runs_end_to_end_and_reloads_to_the_direct_result(
     assert report == result.report
     assert (tmp_path / "o" / "report.md").read_text().startswith(f"# gradinfo prune: {method} on {model}")
     dense, expected, task = direct(config)
-    reloaded = load_pruned(tmp_path / "o")
+    reloaded = load_job_model(tmp_path / "o")
     torch.testing.assert_close(outputs(reloaded, task), outputs(expected, task), atol=1e-5, rtol=1e-5)
     assert report["reload_max_abs_difference"] < 1e-5
     counted = sum(p.numel() for p in dense.parameters())
@@ -147,7 +147,7 @@ def test_llm_pruner_report_names_the_removed_heads_and_channels(tmp_path: Path) 
     removed = report["groups"]["removed"]
     assert report["groups"]["layers_pruned"] == [1]  # first and last layers kept
     assert len(removed["layer.1.heads"]) == 2 and len(removed["layer.1.channels"]) == 16
-    reloaded = load_pruned(tmp_path)
+    reloaded = load_job_model(tmp_path)
     assert reloaded.model.layers[1].self_attn.q_proj.out_features == 2 * 4
     assert reloaded.model.layers[1].mlp.gate_proj.out_features == 16
     assert reloaded.model.layers[0].mlp.gate_proj.out_features == 32
@@ -159,7 +159,7 @@ def test_gaprune_on_a_hugging_face_encoder_folder(tmp_path: Path) -> None:
     report = prune(config, progress=False).report
     assert report["config"]["calibration"] == "finance" and report["metric"] == "mrr"
     _, expected, task = direct(config)
-    reloaded = load_pruned(tmp_path / "o")
+    reloaded = load_job_model(tmp_path / "o")
     torch.testing.assert_close(outputs(reloaded, task), outputs(expected, task), atol=1e-6, rtol=1e-6)
     assert (tmp_path / "o" / "model" / "tokenizer.json").is_file()
     assert report["groups"]["sparsity"] == pytest.approx(0.5, abs=0.01)
@@ -181,7 +181,7 @@ def test_lora_recovery_is_recorded_and_saved(tmp_path: Path) -> None:
     report = prune(config, progress=False).report
     assert report["recovered"] is not None
     _, pruned, task = direct(config)
-    reloaded = load_pruned(tmp_path)
+    reloaded = load_job_model(tmp_path)
     assert sum(p.numel() for p in reloaded.parameters()) == report["parameters_after"]
     assert not torch.allclose(outputs(reloaded, task), outputs(pruned, task))  # the LoRA update was merged
 
@@ -292,7 +292,7 @@ def test_a_users_factory_model_is_pruned_and_rebuilt_from_its_spec(
     rebuild = json.loads((tmp_path / "o" / "model" / "rebuild.json").read_text())
     assert rebuild["model"] == "user_models_prune:digits_mlp" and rebuild["kwargs"] is None
     _, expected, task = direct(config)
-    torch.testing.assert_close(outputs(load_pruned(tmp_path / "o"), task), outputs(expected, task))
+    torch.testing.assert_close(outputs(load_job_model(tmp_path / "o"), task), outputs(expected, task))
 
 
 # ------------------------------------------------------------------ resume and output folders
@@ -360,6 +360,6 @@ def test_foreign_folder_and_other_config_are_refused_untouched(tmp_path: Path) -
         prune(config.model_copy(update={"out": out}), progress=False)
 
 
-def test_load_pruned_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
+def test_load_job_model_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="holds no model saved by gradinfo prune"):
-        load_pruned(tmp_path)
+        load_job_model(tmp_path)

@@ -39,7 +39,7 @@ Output folder: ``manifest.json`` (job, config, digest; written first), ``dense.j
 metrics), ``model/`` (the pruned model: a ``save_pretrained`` folder in safetensors when the result is a
 stock or ``Pruned*`` Hugging Face model, else ``model.safetensors`` + ``rebuild.json``), ``pruned.json``
 (what went and the pruned model's metrics; written only after ``model/`` is complete), ``report.json`` and
-``report.md``. :func:`load_pruned` reloads the model from the folder. A rerun with the same config reuses
+``report.md``. :func:`load_job_model` reloads the model from the folder. A rerun with the same config reuses
 every finished stage (a finished run returns at once); a non-empty folder without our manifest, or one made
 with another config, raises :class:`PruneError` and nothing in it is touched.
 
@@ -88,7 +88,7 @@ __all__ = [
     "PruneError",
     "PruneResult",
     "check_model",
-    "load_pruned",
+    "load_job_model",
     "make_config",
     "prune",
 ]
@@ -769,7 +769,7 @@ def _modular_shapes(model: nn.Module, layers: list[dict[str, int]]) -> None:
         model.config.intermediate_size = widths.pop()
 
 
-def load_pruned(out: str | Path) -> nn.Module:
+def load_job_model(out: str | Path) -> nn.Module:
     """Reload the pruned model a ``gradinfo prune`` run saved in ``out`` (the run's folder or its ``model/``).
 
     Args:
@@ -927,7 +927,7 @@ def prune(config: PruneConfig, *, progress: bool = True) -> PruneResult:
             bar.advance(stages)
             bar.update(stages, description="prune job: saving and reloading the pruned model")
             form = save_model(config, pruned, info, out / MODEL, tokenizer)
-            reload_error = _max_difference(pruned, load_pruned(out / MODEL), task)
+            reload_error = _max_difference(pruned, load_job_model(out / MODEL), task)
             pruned_stage = {
                 "prune_seconds": prune_seconds, "groups": info, "after": after, "recovered": recovered,
                 "format": form, "reload_max_abs_difference": reload_error,
@@ -994,8 +994,8 @@ def _markdown(report: dict[str, Any]) -> str:
         ),
         "",
         f"Pruning took {report['prune_seconds']:.2f} s. The saved model ({report['model_format']}, folder "
-        f"`model/`, reload with `gradinfo.compress.job.load_pruned(out)`) reproduces the pruned outputs to "
-        f"{report['reload_max_abs_difference']:.2e}.",
+        "`model/`, reload with `gradinfo.compress.job.load_job_model(out)`) reproduces the pruned outputs "
+        f"to {report['reload_max_abs_difference']:.2e}.",
         "",
         "## What went",
         "",
