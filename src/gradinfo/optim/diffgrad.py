@@ -27,7 +27,7 @@ the optimizer 1.14x pytorch-optimizer's step on a 2.5M-element tensor (1-thread 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -137,41 +137,23 @@ class DiffGrad(GroupTransformOptimizer):
     def check_group(self, group: dict[str, Any]) -> None:
         diffgrad_transform(group["betas"], group["eps"], group["weight_decay"])
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:  # type: ignore[override]
-        """One in-place diffGrad update of every parameter that has a gradient.
-
-        Args:
-            closure: re-evaluates the model and returns the loss (optional).
-
-        Returns:
-            The closure's loss, or None.
-        """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            (b1, b2), eps, lr, wd = group["betas"], group["eps"], group["lr"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise TypeError("DiffGrad does not support sparse gradients")
-                g = p.grad.add(p, alpha=wd) if wd else p.grad  # [*shape]
-                s = self.state[p]
-                if not s:
-                    s.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-                    s["previous_grad"] = torch.zeros_like(p)
-                s["step"] += 1
-                m, v, previous = s["exp_avg"], s["exp_avg_sq"], s["previous_grad"]
-                m.lerp_(g, 1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                xi_m = torch.sub(previous, g).abs_().sigmoid_().mul_(m)  # [*shape] xi_t * m_t
-                previous.copy_(g)
-                step_size = lr * math.sqrt(1 - b2 ** s["step"]) / (1 - b1 ** s["step"])
-                p.addcdiv_(xi_m, v.sqrt().add_(eps), value=-step_size)
-        return loss
+    def step_group(self, group: dict[str, Any], live: list[Tensor]) -> None:
+        """One in-place diffGrad update of ``live``, the parameters of ``group`` that have gradients."""
+        (b1, b2), eps, lr, wd = group["betas"], group["eps"], group["lr"], group["weight_decay"]
+        for p in live:
+            g = p.grad.add(p, alpha=wd) if wd else p.grad  # [*shape]
+            s = self.state[p]
+            if not s:
+                s.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                s["previous_grad"] = torch.zeros_like(p)
+            s["step"] += 1
+            m, v, previous = s["exp_avg"], s["exp_avg_sq"], s["previous_grad"]
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            xi_m = torch.sub(previous, g).abs_().sigmoid_().mul_(m)  # [*shape] xi_t * m_t
+            previous.copy_(g)
+            step_size = lr * math.sqrt(1 - b2 ** s["step"]) / (1 - b1 ** s["step"])
+            p.addcdiv_(xi_m, v.sqrt().add_(eps), value=-step_size)
 
 
 def _conformance(seed: int) -> torch.Tensor:

@@ -27,7 +27,8 @@ from gradinfo.transform.base import GradTransform
 
 
 class GroupTransformOptimizer(torch.optim.Optimizer):
-    """Base class: subclasses implement :meth:`make_transform` (and may override :meth:`apply_update`).
+    """Base class: subclasses implement :meth:`make_transform` (and may override :meth:`apply_update`, or
+    :meth:`step_group` to update their state in place).
 
     Parameters whose ``p.grad`` is None are skipped (no state is created for them), as in ``torch.optim``.
 
@@ -77,18 +78,25 @@ class GroupTransformOptimizer(torch.optim.Optimizer):
             for p in live:
                 if p.grad.is_sparse:
                     raise TypeError(f"{type(self).__name__} does not support sparse gradients")
-            transform = self.make_transform(group)
-            names = [str(i) for i in range(len(live))]
-            params: Grads = dict(zip(names, live, strict=True))
-            grads: Grads = {n: p.grad for n, p in params.items()}
-            fresh = {n: p for n, p in params.items() if not self.state[p]}
-            state = transform.init(fresh) if fresh else {}
-            state.update({n: self.state[p] for n, p in params.items() if n not in fresh})
-            updates, new_state = transform.update(grads, state, params)
-            for n, p in params.items():
-                self.state[p] = new_state[n]
-                self.apply_update(p, updates[n], group)
+            self.step_group(group, live)
         return loss
+
+    def step_group(self, group: dict[str, Any], live: list[Tensor]) -> None:
+        """Update ``live``, the parameters of ``group`` with (dense) gradients, along the group's transform.
+
+        An optimizer that owns its state may override this with an in-place update of the same math.
+        """
+        transform = self.make_transform(group)
+        names = [str(i) for i in range(len(live))]
+        params: Grads = dict(zip(names, live, strict=True))
+        grads: Grads = {n: p.grad for n, p in params.items()}
+        fresh = {n: p for n, p in params.items() if not self.state[p]}
+        state = transform.init(fresh) if fresh else {}
+        state.update({n: self.state[p] for n, p in params.items() if n not in fresh})
+        updates, new_state = transform.update(grads, state, params)
+        for n, p in params.items():
+            self.state[p] = new_state[n]
+            self.apply_update(p, updates[n], group)
 
 
 def check_betas(betas: Any) -> tuple[float, float]:
