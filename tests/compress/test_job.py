@@ -295,6 +295,17 @@ def test_a_users_factory_model_is_pruned_and_rebuilt_from_its_spec(
     torch.testing.assert_close(outputs(load_job_model(tmp_path / "o"), task), outputs(expected, task))
 
 
+def test_progress_in_a_log_is_one_line_per_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = make_config(
+        model="mlp-digits", method="obs", ratio=0.5, train_steps=2, examples=16, out=tmp_path
+    )
+    prune(config, progress=True)  # stdout is not a terminal
+    out = capsys.readouterr().out
+    for line in ("prune 1/4: mlp-digits trained, 2 steps (", "prune 2/4: dense model measured (",
+                 "prune 3/4: obs pruned, saved and reloaded ("):  # fmt: skip
+        assert line in out
+
+
 # ------------------------------------------------------------------ resume and output folders
 
 

@@ -92,6 +92,14 @@ def test_learning_rates_defaults_one_for_all_and_overrides(tmp_path: Path) -> No
 # ------------------------------------------------------------------ running
 
 
+def test_progress_in_a_log_is_one_line_per_trained_optimizer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    compare(tiny(tmp_path, optimizers="adamw,sinkgd"), progress=True)  # stdout is not a terminal
+    out = capsys.readouterr().out
+    assert "compare 1/2: adamw trained (" in out and "compare 2/2: sinkgd trained (" in out
+
+
 def test_runs_writes_files_and_measures_real_state_bytes(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     result = compare(tiny(out), progress=False)

@@ -190,6 +190,17 @@ def test_corrupt_middle_line_is_an_error_and_nothing_is_overwritten(tiny_data: s
     assert path.read_text() == damaged
 
 
+def test_progress_in_a_log_is_one_line_per_finished_cell(
+    tiny_data: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tiny(tiny_data, tmp_path / "audit")
+    keys = [c.key for c in cells(config)]
+    audit(config, progress=True)  # stdout is pytest's capture, not a terminal
+    out = capsys.readouterr().out
+    for i, key in enumerate(keys, start=1):
+        assert f"audit {i}/{len(keys)}: {key} (" in out
+
+
 def test_foreign_folder_is_refused_untouched(tiny_data: str, tmp_path: Path) -> None:
     out = tmp_path / "mine"
     out.mkdir()

@@ -62,7 +62,6 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, field_validator
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load_model as load_safetensors
 from safetensors.torch import save_model as save_safetensors
 from torch import Tensor, nn
@@ -75,6 +74,7 @@ from gradinfo.compress.modegpt import ModularAttention, modegpt
 from gradinfo.compress.obs_prune import obs_prune
 from gradinfo.core.jobconfig import JobConfigError, OutDir, build_config, choice_field, int_field
 from gradinfo.core.jobdir import MANIFEST, JobDirError, open_job_dir, write_atomic
+from gradinfo.core.progress import job_progress, log_done
 from gradinfo.datasets import load
 from gradinfo.datasets.pairs import docstring_pairs, finance_pairs
 from gradinfo.models import load_model, minilm_path, mlp, tiny_gpt2, tiny_llama
@@ -897,19 +897,24 @@ def prune(config: PruneConfig, *, progress: bool = True) -> PruneResult:
     dense, pruned_stage = _read_stage(out / DENSE), _read_stage(out / PRUNED)
     if pruned_stage is not None and not (out / MODEL / "gradinfo-prune.json").is_file():
         pruned_stage = None
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    with job_progress(progress) as bar:
         stages = bar.add_task("prune job", total=4)
         steps = fingerprint["train_steps"]
         if steps and pruned_stage is None:
             training = bar.add_task(f"  training {config.model} on {config.dataset()}", total=steps)
+            t0 = time.perf_counter()
             train_builtin(model, task, steps, config.seed, lambda k: bar.update(training, completed=k))
+            log_done(
+                bar, f"prune 1/4: {config.model} trained, {steps} steps ({time.perf_counter() - t0:.1f} s)"
+            )
         bar.advance(stages)
         if dense is None:
             bar.update(stages, description="prune job: measuring the dense model")
+            t0 = time.perf_counter()
             dense = measure(model, task)
             write_atomic(out / DENSE, json.dumps(dense, indent=2).encode())
             computed.append("dense")
+            log_done(bar, f"prune 2/4: dense model measured ({time.perf_counter() - t0:.1f} s)")
         else:
             reused.append("dense")
         bar.advance(stages)
@@ -934,6 +939,10 @@ def prune(config: PruneConfig, *, progress: bool = True) -> PruneResult:
             }  # fmt: skip
             write_atomic(out / PRUNED, json.dumps(pruned_stage, indent=2).encode())
             computed.append("pruned")
+            log_done(
+                bar,
+                f"prune 3/4: {config.method} pruned, saved and reloaded ({time.perf_counter() - t0:.1f} s)",
+            )
         else:
             reused.append("pruned")
             bar.advance(stages)

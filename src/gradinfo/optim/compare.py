@@ -44,12 +44,12 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor, nn
 
 from gradinfo import __version__
 from gradinfo.core.jobconfig import JobConfigError, OutDir, build_config, choice_field, int_field
 from gradinfo.core.jobdir import RESULTS, JobDirError, append_row, open_job_dir, read_rows, write_atomic
+from gradinfo.core.progress import job_progress, log_done
 from gradinfo.datasets import Dataset, load
 from gradinfo.models import cnn, mlp, tiny_llama
 from gradinfo.optim.diffgrad import DiffGrad
@@ -628,16 +628,18 @@ def compare(config: CompareConfig, *, progress: bool = True) -> CompareResult:
     reused = len(done)
     todo = [n for n in config.optimizers if n not in done]
     data = load_task(config.task, config.seed) if todo else None
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    with job_progress(progress) as bar:
         overall = bar.add_task("optimizers", total=len(config.optimizers), completed=reused)
         for name in todo:
             steps = bar.add_task(f"  {name}", total=config.steps)
+            started = time.perf_counter()
             row = train_one(config, name, data, lambda k, steps=steps: bar.update(steps, completed=k))
             append_row(config.out / RESULTS, row)
             (config.out / CHECKPOINTS / f"{name}.pt").unlink(missing_ok=True)
             done[name] = row
             bar.advance(overall)
+            seconds = time.perf_counter() - started
+            log_done(bar, f"compare {len(done)}/{len(config.optimizers)}: {name} trained ({seconds:.1f} s)")
             write_report(config, [done[n] for n in config.optimizers if n in done])
     rows = [done[n] for n in config.optimizers]
     report = write_report(config, rows)

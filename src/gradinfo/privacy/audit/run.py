@@ -41,11 +41,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from gradinfo.core.jobdir import RESULTS, JobDirError, append_row, open_job_dir, read_rows
+from gradinfo.core.progress import job_progress, log_done
 from gradinfo.privacy.attacks import (
     dlg,
     dropout_inversion,
@@ -307,15 +307,16 @@ def run_audit(config: AuditConfig, *, progress: bool = True) -> AuditResult:
     done = open_out(config, {c.key for c in grid})
     reused = len(done)
     todo = [c for c in grid if c.key not in done]
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    with job_progress(progress) as bar:
         task = bar.add_task("audit", total=len(grid), completed=reused)
         for cell in todo:
             bar.update(task, description=cell.key)
+            began = time.perf_counter()
             row = run_cell(setup, cell, config.out)
             append_row(config.out / RESULTS, row)
             done[cell.key] = row
             bar.advance(task)
+            log_done(bar, f"audit {len(done)}/{len(grid)}: {cell.key} ({time.perf_counter() - began:.1f} s)")
         bar.update(task, description="audit done")
     rows = [done[c.key] for c in grid]
     report = write_report(setup, rows, skipped(config), config.out)
