@@ -102,9 +102,6 @@ def _is_personal(name: str, personal: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in personal)
 
 
-_LOSS = "__loss__"
-
-
 def _dp_step(
     model: nn.Module,
     params: dict[str, Tensor],
@@ -113,22 +110,20 @@ def _dp_step(
     yb: Tensor,
     dp: DPSGD,
     expected: int,
-) -> dict[str, Tensor]:
-    """(sum_i clip_C(g_i) + N(0, sigma^2 C^2 I)) / expected for the drawn batch, and its loss under ``_LOSS``.
+) -> tuple[dict[str, Tensor], Tensor]:
+    """(sum_i clip_C(g_i) + N(0, sigma^2 C^2 I)) / expected for the drawn batch, and the batch's loss.
 
     A Poisson draw may be empty: then the step is noise alone (and the loss NaN).
     """
     std = dp.noise_multiplier * dp.max_norm
     if len(xb) == 0:
-        out = {n: std * torch.randn_like(p) / expected for n, p in params.items()}
-        out[_LOSS] = torch.tensor(float("nan"))
-        return out
+        return {n: std * torch.randn_like(p) / expected for n, p in params.items()}, torch.tensor(
+            float("nan")
+        )
     with torch.no_grad():
         loss = loss_fn(model(xb), yb)
     total = clipped_grad_sum(model, loss_fn, xb, yb, dp.max_norm)
-    out = {n: (g + std * torch.randn_like(g)) / expected for n, g in total.items()}
-    out[_LOSS] = loss
-    return out
+    return {n: (g + std * torch.randn_like(g)) / expected for n, g in total.items()}, loss
 
 
 def local_update(
@@ -169,8 +164,7 @@ def local_update(
                 loss = loss_fn(model(xb), yb)
                 grads = dict(zip(params, torch.autograd.grad(loss, list(params.values())), strict=True))
             else:
-                grads = _dp_step(model, params, loss_fn, xb, yb, dp, len(x) if full else batch_size)
-                loss = grads.pop(_LOSS)
+                grads, loss = _dp_step(model, params, loss_fn, xb, yb, dp, len(x) if full else batch_size)
             if k == 0:
                 first = float(loss.detach())
             with torch.no_grad():
