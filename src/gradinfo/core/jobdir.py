@@ -9,10 +9,10 @@ its module bumps whenever a change to the code alters the results of a finished 
 another revision is refused, so a resume never mixes rows computed two ways (the package version cannot tell:
 an editable install keeps one version across commits).
 
-A non-empty folder without a manifest, a folder of another job or config, a corrupt manifest and a corrupt
-line raise the job's own error (a subclass of :class:`JobDirError`), and nothing in the folder is written.
-The one damage repaired is a truncated last line of ``results.jsonl``, which a kill mid-write leaves: it is
-dropped from the file and its row is redone.
+A non-empty folder without a manifest, a folder of another job, revision or config, a corrupt manifest and
+a corrupt line raise the job's own error (a subclass of :class:`JobDirError`), and nothing in the folder is
+written. The one damage repaired is a truncated last line of ``results.jsonl``, which a kill mid-write
+leaves: it is dropped from the file and its row is redone.
 """
 
 from __future__ import annotations

@@ -278,8 +278,8 @@ def open_out(config: AuditConfig, keys: set[str]) -> dict[str, dict[str, Any]]:
     """Create or reopen ``config.out``; return the finished rows by cell key.
 
     Raises:
-        AuditError: a non-empty folder without our manifest, a manifest of another job or config, or a
-            corrupt manifest / results file (other than a truncated last line, which is dropped).
+        AuditError: a non-empty folder without our manifest, a manifest of another job, revision or config,
+            or a corrupt manifest / results file (other than a truncated last line, which is dropped).
     """
     open_job_dir(
         config.out,
