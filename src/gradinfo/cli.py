@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -20,9 +21,12 @@ from typer.core import TyperGroup
 
 from gradinfo import __version__
 from gradinfo.claims import run_claim
+from gradinfo.core.job import Job
+from gradinfo.core.jobcli import add_job
 from gradinfo.core.jobconfig import JobConfigError
 from gradinfo.core.jobdir import JobDirError
 from gradinfo.core.registry import FAMILIES, STATUSES, Method
+from gradinfo.jobs import JOBS
 from gradinfo.methods import all_methods, markdown_table
 
 
@@ -41,23 +45,12 @@ class _Group(TyperGroup):
             raise typer.Exit(2) from None
 
 
-app = typer.Typer(
-    name="gradinfo",
-    cls=_Group,
-    help="Gradient information for PyTorch: the methods of 51 papers, and checks of their claims.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
-)
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"gradinfo {__version__}")
         raise typer.Exit()
 
 
-@app.callback()
 def main(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
@@ -66,12 +59,29 @@ def main(
     """Gradient information for PyTorch: the methods of 51 papers, and checks of their claims."""
 
 
+def build_app(jobs: Sequence[Job]) -> typer.Typer:
+    """The ``gradinfo`` app: ``methods``, ``reproduce`` and one generated command per job in ``jobs``."""
+    built = typer.Typer(
+        name="gradinfo",
+        cls=_Group,
+        help="Gradient information for PyTorch: the methods of 51 papers, and checks of their claims.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_show_locals=False,
+    )
+    built.callback()(main)
+    built.command()(methods)
+    built.command()(reproduce)
+    for job in jobs:
+        add_job(built, job)
+    return built
+
+
 def _choice(option: str, value: str | None, choices: tuple[str, ...]) -> None:
     if value is not None and value not in choices:
         raise UsageError(f"{option} {value!r} is not one of: {', '.join(choices)}")
 
 
-@app.command()
 def methods(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of rows instead of a table."),
     markdown: bool = typer.Option(False, "--markdown", help="Print the README's markdown method table."),
@@ -112,7 +122,6 @@ def _table(rows: list[Method]) -> Table:
     return table
 
 
-@app.command()
 def reproduce(
     name: str = typer.Argument(..., help="The method's name, as `gradinfo methods` lists it."),
     seed: int = typer.Option(0, "--seed", help="Seed of the experiment (an int >= 0)."),
@@ -137,6 +146,10 @@ def reproduce(
     console.print(result)
     if not result.passed:
         raise typer.Exit(1)
+
+
+app = build_app(JOBS)
+"""The ``gradinfo`` command line."""
 
 
 @app.command()

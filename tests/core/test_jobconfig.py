@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
 
 from gradinfo.core.jobconfig import (
+    JobConfig,
     JobConfigError,
     OutDir,
-    build_config,
+    Preset,
     choice_field,
     int_at_least,
     int_field,
     is_int,
+    names_field,
+    option_name,
 )
 
 
-class ThingConfigError(JobConfigError):
-    """A job's own error class, as AuditConfigError / CompareConfigError / PruneConfigError."""
-
-
-class ThingConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class ThingConfig(JobConfig):
+    job = "thing"
+    presets: ClassVar[dict[str, Preset]] = {"full": Preset("The whole thing", {"steps": 5, "mode": "slow"})}
 
     steps: int = 10
     batch: int | None = None
@@ -46,11 +46,8 @@ class ThingConfig(BaseModel):
         return self
 
 
-OPTION = {"steps": "--steps", "batch": "--batch", "seed": "--seed", "mode": "--mode", "out": "--out"}
-
-
 def build(**options: Any) -> ThingConfig:
-    return build_config(ThingConfig, options, job="thing", option=OPTION, error=ThingConfigError)
+    return ThingConfig.make(**options)
 
 
 def test_valid_options_build_the_config_and_none_means_default(tmp_path: Path) -> None:
@@ -61,14 +58,14 @@ def test_valid_options_build_the_config_and_none_means_default(tmp_path: Path) -
 
 def test_every_mistake_is_one_line_naming_its_option(tmp_path: Path) -> None:
     (tmp_path / "file.txt").write_text("")
-    with pytest.raises(ThingConfigError) as info:
+    with pytest.raises(JobConfigError) as info:
         build(steps=0, batch="x", seed="-1", name="c", mode="medium", out=tmp_path / "file.txt")
     assert isinstance(info.value, ValueError)
     assert info.value.lines == [
         "--steps: must be an int >= 1, got 0",
         "--batch: must be an int >= 1, got 'x'",
         "--seed: must be an int >= 0, got '-1'",
-        "name: unknown name 'c'; valid: a, b",  # a field without an option is named as is
+        "--name: unknown name 'c'; valid: a, b",
         "--mode: unknown mode 'medium'; valid: fast, slow",
         f"--out: {str(tmp_path / 'file.txt')!r} exists and is not a folder; choose another --out",
     ]
@@ -76,21 +73,73 @@ def test_every_mistake_is_one_line_naming_its_option(tmp_path: Path) -> None:
 
 
 def test_a_type_error_keeps_pydantics_message() -> None:
-    with pytest.raises(ThingConfigError) as info:
+    with pytest.raises(JobConfigError) as info:
         build(name=3)
-    assert info.value.lines == ["name: Input should be a valid string"]
+    assert info.value.lines == ["--name: Input should be a valid string"]
 
 
 def test_a_mistake_across_fields_is_its_message_alone() -> None:
-    with pytest.raises(ThingConfigError) as info:
+    with pytest.raises(JobConfigError) as info:
         build(name="b", steps=6)
     assert info.value.lines == ["name 'b' takes at most 5 steps"]
 
 
 def test_unknown_options_are_named_before_validation() -> None:
-    with pytest.raises(ThingConfigError) as info:
+    with pytest.raises(JobConfigError) as info:
         build(stepz=3, colour="red", steps=0)
     assert info.value.lines == ["unknown thing option(s) colour, stepz"]
+
+
+def test_option_names_are_field_names_with_dashes() -> None:
+    assert [option_name(f) for f in ("out", "batch_sizes", "lora_steps")] == [
+        "--out",
+        "--batch-sizes",
+        "--lora-steps",
+    ]
+
+
+def test_a_preset_sets_values_that_given_options_override(tmp_path: Path) -> None:
+    assert (build(preset="full").steps, build(preset="full").mode) == (5, "slow")
+    assert (build(preset="full", steps=4).steps, build(preset="full", steps=None).steps) == (4, 5)
+    with pytest.raises(JobConfigError) as info:
+        build(preset="huge")
+    assert info.value.lines == ["unknown thing preset 'huge'; valid: full"]
+    assert ThingConfig.presets["full"].describe() == (
+        "The whole thing: --steps 5, --mode slow (options given explicitly override these)."
+    )
+
+
+def test_the_fingerprint_is_every_field_but_out(tmp_path: Path) -> None:
+    assert build(out=tmp_path, steps=2).fingerprint() == {
+        "steps": 2, "batch": None, "seed": 0, "name": "a", "mode": None
+    }  # fmt: skip
+
+
+class ListConfig(JobConfig):
+    job = "lists"
+    fruit: tuple[str, ...] = ("apple",)
+    _check_fruit = names_field("fruit", ("apple", "pear"), kind="fruit")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("pear", ("pear",)),
+        (" apple , pear ", ("apple", "pear")),
+        (["pear", " apple"], ("pear", "apple")),
+        ("", "--fruit: unknown fruit ''; valid: apple, pear"),
+        ((), "--fruit: give at least one fruit; valid: apple, pear"),
+        ("apple,fig,kiwi", "--fruit: unknown fruit 'fig', 'kiwi'; valid: apple, pear"),
+        ("pear,pear", "--fruit: fruits repeat: pear, pear"),
+    ],
+)
+def test_names_field_splits_and_checks_names(value: Any, expected: Any) -> None:
+    if isinstance(expected, tuple):
+        assert ListConfig.make(fruit=value).fruit == expected
+        return
+    with pytest.raises(JobConfigError) as info:
+        ListConfig.make(fruit=value)
+    assert info.value.lines == [expected]
 
 
 @pytest.mark.parametrize(

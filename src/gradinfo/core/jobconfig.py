@@ -1,21 +1,27 @@
-"""A job's options as a pydantic config: every mistake collected, one line each, naming its option.
+"""A job's options as one pydantic config: the single schema of its Python API and its command line.
 
-The jobs ``gradinfo audit``, ``compare-optimizers`` and ``prune`` describe their inputs as frozen pydantic
-models. :func:`build_config` builds one from keyword options and turns every validation error into one
-line starting with the command-line option it concerns (``--steps: must be an int >= 1, got 2.5``), raised
-at once as the job's subclass of :class:`JobConfigError`. :func:`int_field`, :func:`choice_field` and
-:data:`OutDir` are the field checks the jobs share.
+Every job (``gradinfo audit``, ``compare-optimizers``, ``prune``, ...) describes its inputs as a subclass of
+:class:`JobConfig`: one field per option, with its type, default and ``description``; the command-line option
+of a field is its name with dashes (:func:`option_name`: ``batch_sizes`` -> ``--batch-sizes``), and
+:mod:`gradinfo.core.jobcli` generates the command from the fields. :meth:`JobConfig.make` builds a config from
+keyword options (strings as typed on a command line, or Python values) and turns every validation error into
+one line starting with the option it concerns (``--steps: must be an int >= 1, got 2.5``), raised at once as
+:class:`JobConfigError`; mistakes across fields (:meth:`JobConfig.cross_checks`) follow once every field is
+valid. A config names its :class:`Preset` s (``full``), reachable as ``make(preset="full")`` and as the flag
+``--full``. :func:`int_field`, :func:`choice_field`, :func:`names_field` and :data:`OutDir` are the field
+checks the jobs share.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ValidationError, field_validator
-
-Config = TypeVar("Config", bound=BaseModel)
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator
+from typing_extensions import Self
 
 
 class JobConfigError(ValueError):
@@ -26,46 +32,91 @@ class JobConfigError(ValueError):
         super().__init__("\n".join(lines))
 
 
-def build_config(
-    model: type[Config],
-    options: dict[str, Any],
-    *,
-    job: str,
-    option: dict[str, str],
-    error: type[JobConfigError] = JobConfigError,
-) -> Config:
-    """Build ``model`` from ``options``, turning every mistake into one line of one error.
+def option_name(field: str) -> str:
+    """The command-line option of a config field: ``"batch_sizes"`` -> ``"--batch-sizes"``."""
+    return "--" + field.replace("_", "-")
 
-    Args:
-        model: the job's pydantic config class.
-        options: its fields by name; None values are dropped (the default applies).
-        job: the job's name, in the line for unknown options.
-        option: the command-line option of each field, starting each line (a field not in it is named as is).
-        error: the exception raised, the job's subclass of :class:`JobConfigError`.
 
-    Returns:
-        The validated config.
+@dataclass(frozen=True)
+class Preset:
+    """A named set of option values (``--full``); options given explicitly override it.
 
-    Raises:
-        JobConfigError: (as ``error``) unknown option names, or one line per field mistake.
+    Attributes:
+        about: what the preset is, one sentence without a final period (the flag's help starts with it).
+        values: option values by field name, as :meth:`JobConfig.make` takes them.
     """
-    given = {k: v for k, v in options.items() if v is not None}
-    unknown = sorted(set(given) - set(model.model_fields))
-    if unknown:
-        raise error([f"unknown {job} option(s) {', '.join(unknown)}"])
-    try:
-        return model(**given)
-    except ValidationError as err:
-        raise error([_line(e, option) for e in err.errors()]) from None
+
+    about: str
+    values: Mapping[str, Any]
+
+    def describe(self) -> str:
+        """``about`` and the values it sets, as the flag's help shows them."""
+        shown = ", ".join(f"{option_name(k)} {_shown(v)}" for k, v in self.values.items())
+        return f"{self.about}: {shown} (options given explicitly override these)."
 
 
-def _line(error: Any, option: dict[str, str]) -> str:
+def _shown(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+class JobConfig(BaseModel):
+    """The base of every job's config: frozen, unknown fields refused, strings converted by the field checks.
+
+    A subclass sets :attr:`job` (its command's name) and, optionally, :attr:`presets`; declares one field per
+    option (``Field(default, description=...)``: the description is the option's help, and a default that is
+    not None is shown after it); and may override :meth:`cross_checks` and :meth:`fingerprint`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+    job: ClassVar[str] = "job"
+    """The job's command name, in messages (``"audit"``)."""
+    presets: ClassVar[dict[str, Preset]] = {}
+    """Named option sets by name (``"full"``)."""
+
+    @classmethod
+    def make(cls, *, preset: str | None = None, **options: Any) -> Self:
+        """The config of ``options`` (fields by name; None keeps a field's default), on top of ``preset``.
+
+        Raises:
+            JobConfigError: unknown option names or preset; else one line per field mistake, each starting
+                with its option; else the lines of :meth:`cross_checks`.
+        """
+        given = {k: v for k, v in options.items() if v is not None}
+        unknown = sorted(set(given) - set(cls.model_fields))
+        if unknown:
+            raise JobConfigError([f"unknown {cls.job} option(s) {', '.join(unknown)}"])
+        if preset is not None:
+            if preset not in cls.presets:
+                valid = ", ".join(cls.presets) or "none"
+                raise JobConfigError([f"unknown {cls.job} preset {preset!r}; valid: {valid}"])
+            given = {**cls.presets[preset].values, **given}
+        try:
+            config = cls(**given)
+        except ValidationError as err:
+            raise JobConfigError([_line(e) for e in err.errors()]) from None
+        lines = config.cross_checks()
+        if lines:
+            raise JobConfigError(lines)
+        return config
+
+    def cross_checks(self) -> list[str]:
+        """Mistakes across fields, one line each starting with the option concerned; none by default."""
+        return []
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Every field that changes results (all but ``out``), as JSON-ready values."""
+        return json.loads(self.model_dump_json(exclude={"out"}))
+
+
+def _line(error: Any) -> str:
     ctx = error.get("ctx") or {}
     message = str(ctx["error"]) if "error" in ctx else error["msg"]
     if not error["loc"]:
         return message
-    field = str(error["loc"][0])
-    return f"{option.get(field, field)}: {message}"
+    return f"{option_name(str(error['loc'][0]))}: {message}"
 
 
 def is_int(value: Any, minimum: int) -> bool:
@@ -112,6 +163,47 @@ def choice_field(field: str, choices: Iterable[str], *, kind: str) -> Any:
     return field_validator(field)(check)
 
 
+def split_names(value: Any) -> Any:
+    """``"a, b"`` -> ``("a", "b")``; lists and tuples become tuples (string items stripped); else as is."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if isinstance(value, (list, tuple)):
+        return tuple(v.strip() if isinstance(v, str) else v for v in value)
+    return value
+
+
+def names_field(field: str, choices: Iterable[str], *, kind: str) -> Any:
+    """A pydantic validator (assign it in the model's body): ``field`` lists names from ``choices``.
+
+    The field is a ``tuple[str, ...]``; a comma-separated string is split (:func:`split_names`). At least one
+    name, every name known, none repeated.
+
+    Args:
+        field: the field name.
+        choices: the valid names, listed in the messages.
+        kind: what a name is, in the messages (``"attack"``: ``unknown attack 'x'; valid: a, b``).
+
+    Returns:
+        The validator, run before pydantic's own type check.
+    """
+    valid = tuple(choices)
+
+    def check(cls: type, value: Any) -> Any:
+        names = split_names(value)
+        if not isinstance(names, tuple):
+            return names  # pydantic's type check names the problem
+        if not names:
+            raise ValueError(f"give at least one {kind}; valid: {', '.join(valid)}")
+        unknown = [n for n in names if n not in valid]
+        if unknown:
+            raise ValueError(f"unknown {kind} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{kind}s repeat: {', '.join(names)}")
+        return names
+
+    return field_validator(field, mode="before")(check)
+
+
 def int_field(*fields: str, minimum: int, optional: bool = False) -> Any:
     """A pydantic validator (assign it in the model's body) checking ``fields`` with :func:`int_at_least`.
 
@@ -138,3 +230,15 @@ def _check_out(value: Path) -> Path:
 
 OutDir = Annotated[Path, AfterValidator(_check_out)]
 """A job's output folder field: a path that is a folder or does not exist yet."""
+
+
+def build_config(model: Any, options: dict[str, Any], **_: Any) -> Any:
+    """Temporary, while the jobs move to :meth:`JobConfig.make` (removed once they have)."""
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(given) - set(model.model_fields))
+    if unknown:
+        raise _["error"]([f"unknown {_['job']} option(s) {', '.join(unknown)}"])
+    try:
+        return model(**given)
+    except ValidationError as err:
+        raise _["error"]([_line(e) for e in err.errors()]) from None

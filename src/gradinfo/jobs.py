@@ -1,0 +1,8 @@
+"""The jobs of the ``gradinfo`` command line, one :class:`~gradinfo.core.job.Job` each, in the order
+``--help`` lists them. Adding a job = its package (config, run, report) and one entry here."""
+
+from __future__ import annotations
+
+from gradinfo.core.job import Job
+
+JOBS: tuple[Job, ...] = ()
