@@ -21,8 +21,8 @@ UpdateFn = Callable[[nn.Module, Grads, dict[str, Tensor], Tensor, Tensor], Grads
 """``update_fn(net, params, buffers, inputs [B, ...], targets) -> Grads``: the client's update as a
 differentiable function of the parameters, written with ``torch.func`` so that it can be ``vmap``-ed."""
 
-Distance = Callable[..., Tensor]
-"""``distance(grads, target, target_norm=None) -> scalar``; ``target_norm`` is ``||g*||`` when known."""
+Distance = Callable[[Grads, Grads, float | None], Tensor]
+"""``distance(grads, target, target_norm) -> scalar``; ``target_norm`` is ``||g*||`` when known, else None."""
 
 _COS_EPS = 1e-8
 
