@@ -9,12 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradinfo.privacy.attacks.matching import (
-    gradient_distance,
-    loss_gradient,
-    match_gradients,
-    total_variation,
-)
+from gradinfo.privacy.attacks.matching import match_gradients
+from gradinfo.privacy.attacks.objective import l2_distance, loss_gradient, total_variation
+from gradinfo.privacy.attacks.optimizers import LBFGS, Adam, MultiStep
+from gradinfo.privacy.attacks.search import Inputs, InputsAndDropoutMasks, eval_copy
 
 SHAPE = (2, 6, 6)
 CLASSES = 3
@@ -125,33 +123,13 @@ def _reference(
     return torch.stack(outs), torch.tensor(losses, dtype=torch.float64)
 
 
-def test_loss_gradient_matches_autograd() -> None:
-    model = _model().eval()
-    x = torch.rand(3, *SHAPE, dtype=torch.float64)
-    y = torch.tensor([0, 2, 1])
-    params = {n: p.detach() for n, p in model.named_parameters()}
-    got = loss_gradient(model, params, {}, x, y)
-    want = torch.autograd.grad(F.cross_entropy(model(x), y), list(model.parameters()))
-    for (n, _), w in zip(model.named_parameters(), want, strict=True):
-        torch.testing.assert_close(got[n], w, rtol=1e-10, atol=1e-12)
-
-
-def test_distances_and_tv_closed_form() -> None:
+def test_tv_equals_the_naive_loop() -> None:
     gen = torch.Generator().manual_seed(1)
-    a = {
-        "w": torch.randn(4, 3, generator=gen, dtype=torch.float64),
-        "b": torch.randn(4, generator=gen).double(),
-    }
-    t = {
-        "w": torch.randn(4, 3, generator=gen, dtype=torch.float64),
-        "b": torch.randn(4, generator=gen).double(),
-    }
-    va, vt = torch.cat([a["w"].flatten(), a["b"]]), torch.cat([t["w"].flatten(), t["b"]])
-    torch.testing.assert_close(gradient_distance(a, t, "l2"), ((va - vt) ** 2).sum())
-    cos = F.cosine_similarity(va, vt, dim=0)
-    torch.testing.assert_close(gradient_distance(a, t, "cosine"), 1 - cos, rtol=1e-7, atol=1e-7)
     x = torch.rand(2, 3, 5, 4, generator=gen, dtype=torch.float64)
     torch.testing.assert_close(total_variation(x), _tv(x))
+    flat = torch.rand(3, 7, generator=gen, dtype=torch.float64)  # 1-D examples: horizontal only
+    want = sum(abs(float(flat[b, j + 1] - flat[b, j])) for b in range(3) for j in range(6)) / 18
+    assert float(total_variation(flat)) == pytest.approx(want, rel=1e-12)
 
 
 @pytest.mark.parametrize("batch", [1, 2])
@@ -161,13 +139,13 @@ def test_batched_restarts_equal_one_at_a_time_loop(batch: int) -> None:
     got = match_gradients(
         model,
         target,
-        input_shape=SHAPE,
+        Inputs(SHAPE),
         batch_size=batch,
         labels=labels,
         iterations=8,
+        optimizer=Adam(0.05, signed=True, schedule=MultiStep()),
         restarts=3,
         tv=1e-2,
-        lr=0.05,
         seed=4,
     )
     want_x, want_loss = _reference(model, target, labels, restarts=3, iterations=8, tv=1e-2, lr=0.05, seed=4)
@@ -186,15 +164,13 @@ def test_dropout_masks_follow_the_reference() -> None:
     got = match_gradients(
         model,
         target,
-        input_shape=SHAPE,
+        InputsAndDropoutMasks(SHAPE, mask_reg=1e-2),
         batch_size=1,
         labels=labels,
         iterations=6,
+        optimizer=Adam(0.05, signed=True, schedule=MultiStep()),
         restarts=2,
         tv=1e-3,
-        lr=0.05,
-        dropout_masks=True,
-        mask_reg=1e-2,
         seed=3,
     )
     want_x, want_loss = _reference(
@@ -213,9 +189,7 @@ def test_true_mask_gives_zero_distance() -> None:
     target, labels = _target(model, 1, mask)
     gen = torch.Generator().manual_seed(5)
     x = torch.rand(1, *SHAPE, generator=gen, dtype=torch.float64)
-    from gradinfo.privacy.attacks.matching import _functional_copy
-
-    net, rates, shapes, _ = _functional_copy(model, SHAPE, 1, dropout_masks=True)
+    net, rates, shapes, _ = eval_copy(model, InputsAndDropoutMasks(SHAPE), 1)
     assert list(rates.values()) == [0.5] and list(shapes.values()) == [(1, 8)]
     params = {n: p.detach() for n, p in net.named_parameters()}
     (name,) = rates
@@ -234,16 +208,12 @@ def test_soft_labels_and_lbfgs_recover_a_tanh_mlp_example() -> None:
     got = match_gradients(
         model,
         target,
-        input_shape=(12,),
+        Inputs((12,), box=None),
         batch_size=1,
         labels=None,
         iterations=60,
-        distance="l2",
-        optimizer="lbfgs",
-        lr=1.0,
-        signed=False,
-        box=None,
-        schedule="none",
+        optimizer=LBFGS(1.0),
+        distance=l2_distance,
         seed=0,
     )
     torch.testing.assert_close(got.inputs, x, rtol=0, atol=1e-4)
@@ -256,21 +226,30 @@ def test_soft_labels_and_lbfgs_recover_a_tanh_mlp_example() -> None:
     [
         ({"iterations": 0}, ValueError),
         ({"restarts": 0}, ValueError),
-        ({"distance": "l1"}, ValueError),
-        ({"optimizer": "lbfgs"}, ValueError),  # signed=True with L-BFGS
-        ({"box": (1.0, 0.0)}, ValueError),
+        ({"distance": "l1"}, TypeError),
+        ({"optimizer": "lbfgs"}, TypeError),  # a value, Adam(...) or LBFGS(...), not a name
+        ({"search": SHAPE}, TypeError),  # a value, Inputs(...), not a shape
         ({"tv": -1.0}, ValueError),
-        ({"input_shape": (2, 6)}, ValueError),
+        ({"search": Inputs((2, 6))}, ValueError),
         ({"labels": torch.tensor([0.0])}, ValueError),
         ({"labels": torch.tensor([7])}, ValueError),
         ({"target": {"nope": torch.zeros(1)}}, ValueError),
-        ({"decoder": 3, "latent_shape": (2,)}, TypeError),
+        ({"update_fn": None}, TypeError),
+        ({"project": 3}, TypeError),
+        ({"callback": 3}, TypeError),
     ],
 )
 def test_bad_arguments_raise_before_work(kwargs: dict, error: type) -> None:
     model = _model()
     target, labels = _target(model, 1)
-    args = {"target": target, "input_shape": SHAPE, "batch_size": 1, "labels": labels, "iterations": 3}
+    args = {
+        "target": target,
+        "search": Inputs(SHAPE),
+        "batch_size": 1,
+        "labels": labels,
+        "iterations": 3,
+        "optimizer": Adam(),
+    }
     args.update(kwargs)
     with pytest.raises(error):
         match_gradients(model, **args)

@@ -8,7 +8,10 @@ import torch.nn.functional as F
 
 from gradinfo.models import mlp
 from gradinfo.privacy import share
-from gradinfo.privacy.attacks.matching import gradient_distance, match_gradients
+from gradinfo.privacy.attacks.matching import match_gradients
+from gradinfo.privacy.attacks.objective import cosine_distance
+from gradinfo.privacy.attacks.optimizers import Adam, MultiStep
+from gradinfo.privacy.attacks.search import Inputs
 from gradinfo.privacy.attacks.sketched_inversion import (
     dense_projection,
     sketch_projection,
@@ -45,13 +48,14 @@ def test_identity_sketch_objective_equals_the_unsketched_one() -> None:
     identity = dense_projection(torch.eye(flat.numel(), dtype=torch.float64), names)
     dummy = share(model, F.cross_entropy, torch.rand(1, 1, 4, 4, dtype=torch.float64), y).grads
     torch.testing.assert_close(
-        gradient_distance(identity(dummy), {"sketch": flat}),
-        gradient_distance(dummy, target),
+        cosine_distance(identity(dummy), {"sketch": flat}),
+        cosine_distance(dummy, target),
         rtol=1e-12,
         atol=0,
     )
     kwargs = {
-        "input_shape": (1, 4, 4),
+        "search": Inputs((1, 4, 4)),
+        "optimizer": Adam(0.1, signed=True, schedule=MultiStep()),
         "batch_size": 1,
         "labels": y,
         "iterations": 5,

@@ -18,6 +18,9 @@ from torch import nn
 from gradinfo.core.registry import Conformance, register
 from gradinfo.privacy.attacks._common import check_attack_args, example_model, example_update
 from gradinfo.privacy.attacks.matching import match_gradients
+from gradinfo.privacy.attacks.objective import l2_distance
+from gradinfo.privacy.attacks.optimizers import LBFGS
+from gradinfo.privacy.attacks.search import Inputs
 from gradinfo.privacy.threat import Reconstruction, SharedUpdate
 
 
@@ -68,20 +71,17 @@ def dlg(
     batch, input_shape = check_attack_args(
         model, update, input_shape=input_shape, iterations=iterations, restarts=restarts
     )
+    search, optimizer = Inputs(input_shape, box), LBFGS(lr)
     result = match_gradients(
         model,
         update.grads,
-        input_shape=input_shape,
+        search,
         batch_size=batch,
-        labels=None,
+        labels=None,  # soft labels, searched
         iterations=iterations,
+        optimizer=optimizer,
         restarts=restarts,
-        distance="l2",
-        optimizer="lbfgs",
-        lr=lr,
-        signed=False,
-        box=box,
-        schedule="none",
+        distance=l2_distance,
         seed=seed,
     )
     return result.reconstruction(result.labels.argmax(-1), soft_labels=result.labels)

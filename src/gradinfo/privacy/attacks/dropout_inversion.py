@@ -26,6 +26,8 @@ from gradinfo.core.registry import Conformance, register
 from gradinfo.privacy.attacks._common import check_attack_args, example_model, example_update
 from gradinfo.privacy.attacks.label_recovery import label_recovery
 from gradinfo.privacy.attacks.matching import match_gradients
+from gradinfo.privacy.attacks.optimizers import Adam, Plateau
+from gradinfo.privacy.attacks.search import InputsAndDropoutMasks
 from gradinfo.privacy.threat import Reconstruction, SharedUpdate
 
 
@@ -84,25 +86,20 @@ def dropout_inversion(
     batch, input_shape = check_attack_args(
         model, update, input_shape=input_shape, iterations=iterations, restarts=restarts
     )
+    search = InputsAndDropoutMasks(input_shape, box, mask_reg=mask_reg)
+    optimizer = Adam(lr, signed=True, schedule=Plateau(patience))
     if labels is None:
         labels = label_recovery(model, update, input_shape=input_shape, box=box, seed=seed).labels
     result = match_gradients(
         model,
         update.grads,
-        input_shape=input_shape,
+        search,
         batch_size=batch,
         labels=labels,
         iterations=iterations,
+        optimizer=optimizer,
         restarts=restarts,
-        distance="cosine",
         tv=tv,
-        lr=lr,
-        signed=True,
-        box=box,
-        schedule="plateau",
-        plateau_patience=patience,
-        dropout_masks=True,
-        mask_reg=mask_reg,
         seed=seed,
     )
     return result.reconstruction(labels, masks=result.masks)

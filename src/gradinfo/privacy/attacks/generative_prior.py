@@ -10,8 +10,8 @@ The attacker fits ``G`` beforehand on public data disjoint from the victim's (:f
 MLP autoencoder ``x -> h -> z -> h -> sigmoid(.)`` trained by Adam on the mean squared reconstruction error.
 Its latent codes on the public data are then standardised and the affine map folded into the decoder, so
 ``z ~ N(0, I)``, the engine's initialisation, lands on typical codes. The search uses the shared engine
-(:func:`match_gradients` with ``decoder``): signed Adam on ``z``, batched restarts; labels from
-:func:`label_recovery`.
+(:func:`match_gradients` over :class:`~gradinfo.privacy.attacks.search.DecoderLatents`): signed Adam on
+``z``, batched restarts; labels from :func:`label_recovery`.
 
 A latent search alone can never beat the decoder's own reconstruction error on the victim's images (the
 prior's ceiling: about 24.6 dB on held-out 8x8 digits with a 16-dimensional latent, measured). The survey's
@@ -42,7 +42,10 @@ from gradinfo.core.validate import positive, positive_int
 from gradinfo.models._seed import seeded
 from gradinfo.privacy.attacks._common import check_attack_args, example_model, example_update
 from gradinfo.privacy.attacks.label_recovery import label_recovery
-from gradinfo.privacy.attacks.matching import gradient_distance, loss_gradient, match_gradients
+from gradinfo.privacy.attacks.matching import match_gradients
+from gradinfo.privacy.attacks.objective import cosine_distance, loss_gradient
+from gradinfo.privacy.attacks.optimizers import Adam, MultiStep
+from gradinfo.privacy.attacks.search import DecoderLatents
 from gradinfo.privacy.threat import Reconstruction, SharedUpdate
 
 
@@ -192,21 +195,19 @@ def generative_prior(
             f"decoder maps a latent of size {latent_dim} to {tuple(probe.shape[1:])}, expected input_shape "
             f"{input_shape}"
         )
+    search = DecoderLatents(decoder, (latent_dim,), input_shape)
+    optimizer = Adam(lr, signed=True, schedule=MultiStep())
     if labels is None:
         labels = label_recovery(model, update, input_shape=input_shape, seed=seed).labels
     result = match_gradients(
         model,
         update.grads,
-        input_shape=input_shape,
+        search,
         batch_size=batch,
         labels=labels,
         iterations=iterations,
+        optimizer=optimizer,
         restarts=restarts,
-        distance="cosine",
-        lr=lr,
-        signed=True,
-        decoder=decoder,
-        latent_shape=(latent_dim,),
         seed=seed,
     )
     if decoder_iterations == 0:
@@ -255,7 +256,7 @@ def _tune_decoder(
     best, best_inputs, trace = math.inf, inputs_now().detach(), []
     for _ in range(iterations + 1):
         x = inputs_now()  # [B, *input]
-        loss = gradient_distance(loss_gradient(net, params, fixed, x, labels), update.grads)
+        loss = cosine_distance(loss_gradient(net, params, fixed, x, labels), update.grads)
         trace.append(float(loss.detach()))
         if trace[-1] < best:
             best, best_inputs = trace[-1], x.detach()

@@ -22,10 +22,16 @@ import torch
 from torch import Tensor, nn
 
 from gradinfo.core.registry import Conformance, register
+from gradinfo.core.validate import one_of
 from gradinfo.privacy.attacks._common import check_attack_args, example_model, example_update
 from gradinfo.privacy.attacks.label_recovery import label_recovery
 from gradinfo.privacy.attacks.matching import match_gradients
+from gradinfo.privacy.attacks.optimizers import Adam, Constant, MultiStep, Plateau
+from gradinfo.privacy.attacks.search import Inputs
 from gradinfo.privacy.threat import Reconstruction, SharedUpdate
+
+SCHEDULES = {"multistep": MultiStep(), "plateau": Plateau(patience=800), "none": Constant()}
+"""The ``schedule`` names :func:`inverting_gradients` takes and the step-size schedules they stand for."""
 
 
 @register(
@@ -68,7 +74,8 @@ def inverting_gradients(
         tv: weight of the total-variation prior, >= 0.
         box: the data range ``(low, high)``; inputs start uniform in it and are clipped to it.
         labels: the batch's labels ``[B]`` if known; None recovers them with :func:`label_recovery`.
-        schedule: ``"multistep"`` (the paper's), ``"plateau"`` or ``"none"`` (see ``match_gradients``).
+        schedule: ``"multistep"`` (the paper's: x0.1 at 3/8, 5/8 and 7/8 of the iterations), ``"plateau"``
+            (x0.1 for a restart that has not improved for 800 steps) or ``"none"``.
         seed: seeds the initialisations (and the label-recovery probes).
 
     Returns:
@@ -82,22 +89,20 @@ def inverting_gradients(
     batch, input_shape = check_attack_args(
         model, update, input_shape=input_shape, iterations=iterations, restarts=restarts
     )
+    search = Inputs(input_shape, box)
+    optimizer = Adam(lr, signed=True, schedule=SCHEDULES[one_of("schedule", schedule, tuple(SCHEDULES))])
     if labels is None:
         labels = label_recovery(model, update, input_shape=input_shape, box=box, seed=seed).labels
     result = match_gradients(
         model,
         update.grads,
-        input_shape=input_shape,
+        search,
         batch_size=batch,
         labels=labels,
         iterations=iterations,
+        optimizer=optimizer,
         restarts=restarts,
-        distance="cosine",
         tv=tv,
-        lr=lr,
-        signed=True,
-        box=box,
-        schedule=schedule,
         seed=seed,
     )
     return result.reconstruction(labels, restart_inputs=result.restart_inputs)

@@ -29,12 +29,15 @@ from gradinfo.core.types import Grads
 from gradinfo.core.validate import positive, positive_int
 from gradinfo.privacy.attacks._common import check_attack_args, example_model
 from gradinfo.privacy.attacks.label_recovery import label_recovery
-from gradinfo.privacy.attacks.matching import UpdateFn, loss_gradient, match_gradients
+from gradinfo.privacy.attacks.matching import match_gradients
+from gradinfo.privacy.attacks.objective import UpdateFn, loss_gradient
+from gradinfo.privacy.attacks.optimizers import Adam, MultiStep
+from gradinfo.privacy.attacks.search import Inputs
 from gradinfo.privacy.threat import Reconstruction, SharedUpdate, share
 
 
 def unrolled_delta(steps: int, lr: float) -> UpdateFn:
-    """The update function ``theta_0 - theta_K`` of ``steps`` full-batch SGD steps (for match_gradients).
+    """The update ``theta_0 - theta_K`` of ``steps`` full-batch SGD steps (a match_gradients ``update_fn``).
 
     Args:
         steps: K >= 1 (K = 1 gives ``lr`` times the batch-mean gradient).
@@ -112,6 +115,8 @@ def local_steps_inversion(
     )
     steps = positive_int("update.local_steps", update.local_steps)
     client_lr = positive("update.lr", update.lr)
+    search = Inputs(input_shape, box)
+    optimizer = Adam(lr, signed=True, schedule=MultiStep())
     if labels is None:
         scale = 1.0 if update.kind == "gradient" else 1.0 / (client_lr * steps)
         mean_grad = {n: g * scale for n, g in update.grads.items()}
@@ -120,17 +125,14 @@ def local_steps_inversion(
     result = match_gradients(
         model,
         update.grads,
-        input_shape=input_shape,
+        search,
         batch_size=batch,
         labels=labels,
         iterations=iterations,
+        optimizer=optimizer,
         restarts=restarts,
-        distance="cosine",
         tv=tv,
-        lr=lr,
-        signed=True,
-        box=box,
-        update_fn=None if update.kind == "gradient" else unrolled_delta(steps, client_lr),
+        update_fn=loss_gradient if update.kind == "gradient" else unrolled_delta(steps, client_lr),
         seed=seed,
     )
     return result.reconstruction(labels)

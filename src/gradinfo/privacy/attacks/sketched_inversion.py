@@ -32,6 +32,8 @@ from gradinfo.core.validate import one_of, positive_int
 from gradinfo.privacy.attacks._common import check_attack_args, example_model
 from gradinfo.privacy.attacks.label_recovery import label_recovery
 from gradinfo.privacy.attacks.matching import match_gradients
+from gradinfo.privacy.attacks.optimizers import Adam, MultiStep
+from gradinfo.privacy.attacks.search import Inputs
 from gradinfo.privacy.threat import Reconstruction, SharedUpdate, share
 from gradinfo.transform import desketch, sketch, sketch_matrix
 from gradinfo.transform.sketch import KINDS, SKETCH_KEY
@@ -182,6 +184,8 @@ def sketched_inversion(
         raise ValueError(f"update must sketch a gradient (kind 'gradient'), got kind {update.kind!r}")
     positive_int("sketch_seed", sketch_seed, minimum=0)
     positive_int("round", round, minimum=0)
+    search = Inputs(input_shape, box)
+    optimizer = Adam(lr, signed=True, schedule=MultiStep())
     project = sketch_projection(model, update.grads[SKETCH_KEY].numel(), sketch_seed, kind, round)
     if labels is None:
         estimate = dataclasses.replace(update, grads=_desketched(model, update, sketch_seed, kind, round))
@@ -189,16 +193,13 @@ def sketched_inversion(
     result = match_gradients(
         model,
         update.grads,
-        input_shape=input_shape,
+        search,
         batch_size=batch,
         labels=labels,
         iterations=iterations,
+        optimizer=optimizer,
         restarts=restarts,
-        distance="cosine",
         tv=tv,
-        lr=lr,
-        signed=True,
-        box=box,
         project=project,
         seed=seed,
     )
