@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from gradinfo.claims._inversion import INPUT_SHAPE, victim_model, victims
 from gradinfo.privacy import psnr, share
-from gradinfo.privacy.attacks import label_recovery, match_gradients, total_variation
+from gradinfo.privacy.attacks import Adam, Inputs, MultiStep, label_recovery, match_gradients, total_variation
 
 TV = 1e-2
 LR = 0.1
@@ -86,8 +86,8 @@ def ours(
     model: nn.Module, target: dict[str, Tensor], label: Tensor, restarts: int, iterations: int
 ) -> Tensor:
     return match_gradients(
-        model, target, input_shape=INPUT_SHAPE, batch_size=1, labels=label, iterations=iterations,
-        restarts=restarts, tv=TV, lr=LR,
+        model, target, Inputs(INPUT_SHAPE), batch_size=1, labels=label, iterations=iterations,
+        optimizer=Adam(LR, signed=True, schedule=MultiStep()), restarts=restarts, tv=TV,
     ).restart_inputs  # fmt: skip
 
 
@@ -144,8 +144,8 @@ def time_to_leak(args: argparse.Namespace, console: Console) -> None:
 
         label = label_recovery(model, update).labels  # what inverting_gradients does first (exact at B=1)
         result = match_gradients(  # = inverting_gradients(model, update, input_shape=..., seed=i), watched
-            model, update.grads, input_shape=INPUT_SHAPE, batch_size=1, labels=label, iterations=1000,
-            restarts=4, tv=TV, lr=LR, callback=watch, seed=i,
+            model, update.grads, Inputs(INPUT_SHAPE), batch_size=1, labels=label, iterations=1000,
+            optimizer=Adam(LR, signed=True, schedule=MultiStep()), restarts=4, tv=TV, callback=watch, seed=i,
         )  # fmt: skip
         total = time.perf_counter() - start
         first = f"{reached[0][0]:.1f}" if reached else "not reached"

@@ -29,7 +29,7 @@ from torch.func import functional_call
 from gradinfo.claims import ClaimResult
 from gradinfo.core.types import Grads
 from gradinfo.datasets import load
-from gradinfo.privacy.attacks.matching import gradient_distance, total_variation
+from gradinfo.privacy.attacks.objective import cosine_distance, total_variation
 from gradinfo.privacy.defenses.hyperfl import PERSONAL, hyperfl_model, hyperfl_share, hyperfl_train
 from gradinfo.privacy.fedavg import fedavg, split_non_iid
 from gradinfo.privacy.metrics import psnr
@@ -67,7 +67,7 @@ def _invert(
         ce = F.cross_entropy(functional_call(model, {**known, **dummies}, (x,)), label)
         grads = torch.autograd.grad(ce, list(shared.values()), create_graph=True)
         loss = (
-            gradient_distance(dict(zip(shared, grads, strict=True)), target) + 1e-4 * total_variation(x).sum()
+            cosine_distance(dict(zip(shared, grads, strict=True)), target) + 1e-4 * total_variation(x).sum()
         )
         if float(loss.detach()) < best:
             best, best_x = float(loss.detach()), x.detach().clone()

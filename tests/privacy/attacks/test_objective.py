@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradinfo.privacy.attacks.matching import gradient_distance
 from gradinfo.privacy.attacks.objective import (
     cosine_distance,
     l2_distance,
@@ -73,4 +72,3 @@ def test_distances_compare_only_the_targets_keys_and_cosine_is_scale_free() -> N
     base = float(cosine_distance(a, t))
     assert float(cosine_distance(scaled, t)) == pytest.approx(base, rel=1e-7)  # up to the 1e-8 guard
     assert float(cosine_distance(t, t)) == pytest.approx(0.0, abs=1e-8)
-    assert gradient_distance is cosine_distance  # the former name, still imported by claims/hyperfl

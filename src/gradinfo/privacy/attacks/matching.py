@@ -58,10 +58,6 @@ from gradinfo.privacy.attacks.optimizers import ADAM_BETAS, ADAM_EPS, LBFGS, Ada
 from gradinfo.privacy.attacks.search import DecoderLatents, Inputs, InputsAndDropoutMasks, Search, eval_copy
 from gradinfo.privacy.threat import Reconstruction
 
-gradient_distance = cosine_distance
-"""The former name of :func:`~gradinfo.privacy.attacks.objective.cosine_distance`, kept for
-``gradinfo.claims.hyperfl`` (which imports it, with :func:`total_variation`, from here)."""
-
 
 @dataclass(frozen=True)
 class MatchResult:
