@@ -114,9 +114,9 @@ class Int8Linear(nn.Module):
     ``weight`` is a storage-free *gradient carrier*: a zero tensor expanded to ``[out, in]`` (stride 0, one
     element of storage). The forward uses ``weight + dequantized``, so ``weight.grad`` receives ``dL/dW``
     while the values live in the buffers ``weight_codes`` ``[G, group_size]``, ``weight_scale`` ``[G, 1]``
-    and ``weight_offset`` ``[G, 1]``. :class:`QGaLoreAdamW` (given the layer) writes updates back with
+    and ``weight_offset`` ``[G, 1]``. :func:`QGaLoreAdamW` (given the layer) writes updates back with
     :meth:`store`. Other optimizers would only move the carrier's single element: train these layers with
-    :class:`QGaLoreAdamW`.
+    :func:`QGaLoreAdamW`.
 
     Args:
         linear: the layer to convert (its weight is quantised with round-to-nearest).
@@ -171,7 +171,7 @@ def quantize_linears(
         group_size: entries per quantisation group.
 
     Returns:
-        The new layers, in module order (give them to :class:`QGaLoreAdamW` as ``int8_layers``).
+        The new layers, in module order (give them to :func:`QGaLoreAdamW` as ``int8_layers``).
 
     Raises:
         ValueError: a name in ``names`` is not an ``nn.Linear`` of ``model``.
@@ -557,7 +557,7 @@ def QGaLoreAdamW(
 
 
 def svd_calls(optimizer: torch.optim.Optimizer) -> int:
-    """Total SVDs a :class:`GaLoreAdamW` / :class:`QGaLoreAdamW` has run so far (over all layers)."""
+    """Total SVDs a :class:`GaLoreAdamW` / :func:`QGaLoreAdamW` has run so far (over all layers)."""
     return sum(s.get("svd_calls", 0) for s in optimizer.state.values())
 
 

@@ -64,7 +64,8 @@ def mfac_transform(
 
     Raises:
         TypeError: an argument of the wrong type.
-        ValueError: ``ngrads < 1``, ``damping <= 0``, ``momentum`` outside ``[0, 1)``, ``weight_decay < 0``.
+        ValueError: ``ngrads < 1``, ``damping <= 0``, ``momentum`` outside ``[0, 1)``, ``weight_decay < 0``;
+            in ``update``, gradients missing for some of the parameters.
     """
     positive_int("ngrads", ngrads)
     damping = positive("damping", damping)
