@@ -163,6 +163,26 @@ def test_skips_parameters_without_gradients() -> None:
     assert torch.equal(b.detach(), torch.ones(2)) and len(opt.state[b]) == 0 and opt.state[a]["step"] == 1
 
 
+def test_missing_gradients_skip_alike_in_place_and_through_as_optimizer() -> None:
+    """The in-place step and the pure transform under as_optimizer follow one rule for .grad None."""
+    gen = torch.Generator().manual_seed(5)
+    ours = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64)) for s in [(3, 2), (4,)]]
+    pure = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    opt = DiffGrad(ours, lr=0.05, weight_decay=0.1)
+    ref = as_optimizer(diffgrad_transform(weight_decay=0.1), pure, lr=0.05)
+    for step in range(9):
+        for i, (a, b) in enumerate(zip(ours, pure, strict=True)):
+            g = None if step % (2 + i) == 0 else torch.randn(a.shape, generator=gen, dtype=torch.float64)
+            a.grad, b.grad = (None, None) if g is None else (g.clone(), g.clone())
+        opt.step()
+        ref.step()
+    for i, (a, b) in enumerate(zip(ours, pure, strict=True)):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=0, atol=1e-14)
+        s, r = opt.state[a], ref.state["transform_state"][f"g0.p{i}"]
+        assert s["step"] == r["step"] == [4, 6][i]
+        torch.testing.assert_close(s["previous_grad"], r["previous_grad"], rtol=0, atol=0)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [

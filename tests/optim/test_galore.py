@@ -11,8 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from gradinfo.optim import GaLoreAdamW, Int8Linear, QGaLoreAdamW, memory_bytes, quantize_linears, svd_calls
+from gradinfo.optim import (
+    GaLoreAdamW,
+    Int8Linear,
+    QGaLoreAdamW,
+    Quantization,
+    galore_transform,
+    memory_bytes,
+    quantize_linears,
+    svd_calls,
+)
 from gradinfo.optim.galore import dequantize_groups, pack_int4, quantize_groups, unpack_int4
+from gradinfo.transform import as_optimizer
 
 
 def _grads(shape: tuple[int, int], steps: int, seed: int = 0) -> list[torch.Tensor]:
@@ -231,3 +241,39 @@ def test_q_galore_state_dict_round_trip_is_bit_identical() -> None:
         return model(x).detach()
 
     torch.testing.assert_close(run(True), run(False), rtol=0, atol=0)
+
+
+def test_missing_gradients_skip_alike_in_as_optimizer_and_galore_adamw() -> None:
+    """One rule on both paths: a parameter without .grad is not moved and its state is not touched."""
+    settings = {"rank": 2, "update_proj_gap": 3, "weight_decay": 0.1, "projector_bits": 4}
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(6, 4), (4,), (3, 5)]
+    ours = [nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
+    pure = [nn.Parameter(p.detach().clone()) for p in ours]
+    q = Quantization(projector_group_size=8, cos_threshold=None)
+    opt = GaLoreAdamW(ours, lr=0.01, rank=2, update_proj_gap=3, weight_decay=0.1, quantization=q)
+    ref = as_optimizer(galore_transform(**settings, projector_group_size=8), pure, lr=0.01)
+    for step in range(8):
+        for i, (a, b) in enumerate(zip(ours, pure, strict=True)):
+            g = None if (step + i) % 3 == 0 else torch.randn(a.shape, generator=gen)
+            a.grad, b.grad = (None, None) if g is None else (g.clone(), g.clone())
+        opt.step()
+        ref.step()
+    table = ref.state["transform_state"]
+    for i, (a, b) in enumerate(zip(ours, pure, strict=True)):
+        assert torch.equal(a, b)
+        s, r = opt.state[a], table[f"g0.p{i}"]
+        assert s.keys() == r.keys() and s["step"] == r["step"] == [5, 6, 5][i]
+        assert all(torch.equal(s[k], r[k]) for k in s if isinstance(s[k], torch.Tensor))
+
+
+def test_q_galore_is_galore_configured_with_quantization() -> None:
+    w = nn.Parameter(torch.zeros(4, 4))
+    opt = QGaLoreAdamW([w], rank=2, projector_group_size=8)
+    assert type(opt) is GaLoreAdamW and opt.quantization == Quantization(projector_group_size=8)
+    assert opt.param_groups[0]["projector_bits"] == 4 and opt.param_groups[0]["cos_threshold"] == 0.4
+    assert "projector_bits" not in GaLoreAdamW([w]).param_groups[0]  # plain GaLore keeps its settings
+    with pytest.raises(TypeError, match="quantization"):
+        GaLoreAdamW([w], quantization={"projector_bits": 4})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="stochastic_round"):
+        Quantization(stochastic_round=1)  # type: ignore[arg-type]

@@ -135,3 +135,16 @@ def test_float32_is_accurate_when_woodbury_cancels() -> None:
     expected = InverseFisher(window, 1e-5).ihvp(history[-1].double())
     error = (out["w"].double() - expected).norm() / expected.norm()
     assert error < 1e-5, f"relative error {error:.2e}"
+
+
+def test_parameters_without_gradients_are_refused_by_the_joint_window() -> None:
+    model = make_model()
+    opt = MFAC(model.named_parameters(), lr=0.1, ngrads=3, damping=1e-2)
+    model[0].requires_grad_(False)
+    with pytest.raises(ValueError, match=r"\['0.weight', '0.bias'\] have none"):
+        train(model, opt, range(1))
+    frozen = make_model()
+    frozen[0].requires_grad_(False)
+    trainable = [(n, p) for n, p in frozen.named_parameters() if p.requires_grad]
+    train(frozen, MFAC(trainable, lr=0.1, ngrads=3, damping=1e-2), range(2))  # the fix the error names
+    assert torch.equal(frozen[0].weight, make_model()[0].weight)

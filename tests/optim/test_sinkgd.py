@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from gradinfo.models import tiny_llama
 from gradinfo.optim import SinkGD, sinkgd_param_groups, sinkgd_transform, sinkhorn_normalize
 from gradinfo.optim import sinkgd as sinkgd_module
+from gradinfo.transform import as_optimizer
 
 
 def _loop_reference(g: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -149,6 +150,23 @@ def test_state_dict_round_trip() -> None:
         return torch.cat([w.detach().flatten(), b.detach()])
 
     torch.testing.assert_close(run(True), run(False), rtol=0, atol=0)
+
+
+def test_missing_gradients_skip_alike_in_sinkgd_and_as_optimizer() -> None:
+    gen = torch.Generator().manual_seed(6)
+    ours = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in [(4, 3), (3,), (2, 5)]]
+    pure = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    opt = SinkGD(ours, lr=0.05, weight_decay=0.1)
+    ref = as_optimizer(sinkgd_transform(weight_decay=0.1), pure, lr=0.05)
+    for step in range(7):
+        for i, (a, b) in enumerate(zip(ours, pure, strict=True)):
+            g = None if (step + i) % 3 == 0 else torch.randn(a.shape, generator=gen)
+            a.grad, b.grad = (None, None) if g is None else (g.clone(), g.clone())
+        opt.step()
+        ref.step()
+    for a, b in zip(ours, pure, strict=True):
+        assert torch.equal(a, b)
+    assert opt.state[ours[1]]["step"] == ref.state["transform_state"]["g0.p1"]["step"] == 5
 
 
 def test_bad_input_raises() -> None:

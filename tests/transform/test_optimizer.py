@@ -172,6 +172,43 @@ def test_params_without_grad_are_skipped() -> None:
     assert torch.equal(opt.state["transform_state"]["residual"]["0.weight"], torch.zeros(8, 4))
 
 
+def test_skipped_parameter_keeps_its_table_entries_and_shared_counters_advance() -> None:
+    model = make_model()
+    opt = as_optimizer(
+        chain(topk_sparsify(0.5, error_feedback=True), add_gaussian_noise(0.01, seed=3)),
+        model.named_parameters(),
+        lr=0.1,
+    )
+    train(model, opt, range(2))
+    before = copy.deepcopy(opt.state["transform_state"])
+    head = model[2].weight.detach().clone()
+    x, y = batch(2)
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    model[2].weight.grad = None  # skipped this step
+    opt.step()
+    residual, old = opt.state["transform_state"][0]["residual"], before[0]["residual"]
+    assert list(residual) == list(old)  # the table keeps its layout and order
+    assert torch.equal(residual["2.weight"], old["2.weight"]) and torch.equal(model[2].weight, head)
+    assert not torch.equal(residual["0.weight"], old["0.weight"])
+    assert opt.state["transform_state"][1]["count"] == 3  # the noise round was used
+
+    opt.zero_grad()  # a step without any gradient changes nothing
+    before = copy.deepcopy(opt.state["transform_state"])
+    opt.step()
+    now = opt.state["transform_state"]
+    assert now[1]["count"] == 3
+    assert all(torch.equal(now[0]["residual"][n], r) for n, r in before[0]["residual"].items())
+
+
+def test_sparse_gradients_raise() -> None:
+    emb = nn.Embedding(5, 2, sparse=True)
+    opt = as_optimizer(identity(), emb.named_parameters(), lr=0.1)
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(TypeError, match="'weight' has a sparse gradient"):
+        opt.step()
+
+
 def test_closure_loss_is_returned() -> None:
     model = make_model()
     opt = as_optimizer(identity(), model.parameters(), lr=0.1)

@@ -36,8 +36,9 @@ from torch import Tensor
 from gradinfo.core.registry import Conformance, register
 from gradinfo.core.types import Grads, State
 from gradinfo.core.validate import positive
-from gradinfo.optim.grouped import GroupTransformOptimizer, check_betas
+from gradinfo.optim.grouped import check_betas
 from gradinfo.transform.base import GradTransform, check_keys
+from gradinfo.transform.optimizer import TransformOptimizer
 
 
 def diffgrad_transform(
@@ -108,7 +109,7 @@ def _initial_state(param: Tensor) -> dict[str, Any]:
     example="gradinfo.optim.diffgrad:CONFORMANCE",
     status="verified",
 )
-class DiffGrad(GroupTransformOptimizer):
+class DiffGrad(TransformOptimizer):
     """diffGrad as a ``torch.optim.Optimizer`` (per-group ``lr``, ``betas``, ``eps``, ``weight_decay``).
 
     Implements "diffGrad: An Optimization Method for Convolutional Neural Networks" (2019): Adam's step
@@ -136,13 +137,13 @@ class DiffGrad(GroupTransformOptimizer):
     ) -> None:
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
 
-    def check_group(self, group: dict[str, Any]) -> None:
-        diffgrad_transform(group["betas"], group["eps"], group["weight_decay"])
+    def group_transform(self, group: dict[str, Any]) -> GradTransform:
+        return diffgrad_transform(group["betas"], group["eps"], group["weight_decay"])
 
-    def step_group(self, group: dict[str, Any], live: list[Tensor]) -> None:
+    def step_group(self, group: dict[str, Any], live: Grads) -> None:
         """One in-place diffGrad update of ``live``, the parameters of ``group`` that have gradients."""
         (b1, b2), eps, lr, wd = group["betas"], group["eps"], group["lr"], group["weight_decay"]
-        for p in live:
+        for p in live.values():
             g = p.grad.add(p, alpha=wd) if wd else p.grad  # [*shape]
             s = self.state[p]
             if not s:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -41,8 +42,9 @@ from torch import Tensor, nn
 from gradinfo.core.registry import Conformance, register
 from gradinfo.core.types import Grads, State
 from gradinfo.core.validate import positive, positive_int
-from gradinfo.optim.grouped import GroupTransformOptimizer, check_betas
+from gradinfo.optim.grouped import check_betas
 from gradinfo.transform.base import GradTransform, check_keys
+from gradinfo.transform.optimizer import TransformOptimizer
 from gradinfo.transform.rng import derive_seed
 
 _STREAM_ROUND = 4
@@ -112,9 +114,9 @@ class Int8Linear(nn.Module):
     ``weight`` is a storage-free *gradient carrier*: a zero tensor expanded to ``[out, in]`` (stride 0, one
     element of storage). The forward uses ``weight + dequantized``, so ``weight.grad`` receives ``dL/dW``
     while the values live in the buffers ``weight_codes`` ``[G, group_size]``, ``weight_scale`` ``[G, 1]``
-    and ``weight_offset`` ``[G, 1]``. :class:`QGaLoreAdamW` (given the layer) writes updates back with
+    and ``weight_offset`` ``[G, 1]``. :func:`QGaLoreAdamW` (given the layer) writes updates back with
     :meth:`store`. Other optimizers would only move the carrier's single element: train these layers with
-    :class:`QGaLoreAdamW`.
+    :func:`QGaLoreAdamW`.
 
     Args:
         linear: the layer to convert (its weight is quantised with round-to-nearest).
@@ -169,7 +171,7 @@ def quantize_linears(
         group_size: entries per quantisation group.
 
     Returns:
-        The new layers, in module order (give them to :class:`QGaLoreAdamW` as ``int8_layers``).
+        The new layers, in module order (give them to :func:`QGaLoreAdamW` as ``int8_layers``).
 
     Raises:
         ValueError: a name in ``names`` is not an ``nn.Linear`` of ``model``.
@@ -350,10 +352,49 @@ def galore_transform(
     return GradTransform(init, update)
 
 
-# --- the optimizers -----------------------------------------------------------------------------------------
+# --- the optimizers ---------------------------------------------------------------------------------------
 
 _GALORE_KEYS = ("rank", "update_proj_gap", "scale", "betas", "eps", "weight_decay")
 _Q_KEYS = ("projector_bits", "projector_group_size", "cos_threshold", "queue_size", "gamma_proj")
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Q-GaLore's quantised storage, the configuration that turns :class:`GaLoreAdamW` into Q-GaLore.
+
+    Attributes:
+        int8_layers: the :class:`Int8Linear` layers (from :func:`quantize_linears`) whose carriers are among
+            the optimizer's params; their weights are updated as ``W_int8 <- Q(deq(W_int8) - lr * update)``.
+        stochastic_round: True (the paper) or False (round to nearest, for comparison).
+        projector_bits: 4 (INT4) or None (fp32 projectors).
+        projector_group_size: entries per projector quantisation group.
+        cos_threshold: mean ``|cos|`` that doubles a layer's ``T`` (None: never).
+        queue_size, gamma_proj: the lazy refresh's queue length and growth factor.
+        seed: seeds the stochastic rounding (a counter-based stream per layer and step).
+
+    Raises:
+        TypeError / ValueError: an ``int8_layers`` entry that is not an ``Int8Linear``, a non-bool
+            ``stochastic_round``, a negative ``seed`` (the projector settings are checked by the optimizer).
+    """
+
+    int8_layers: tuple[Int8Linear, ...] = ()
+    stochastic_round: bool = True
+    projector_bits: int | None = 4
+    projector_group_size: int = 256
+    cos_threshold: float | None = 0.4
+    queue_size: int = 5
+    gamma_proj: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        layers = tuple(self.int8_layers)
+        for layer in layers:
+            if not isinstance(layer, Int8Linear):
+                raise TypeError(f"int8_layers must hold Int8Linear layers, got {type(layer).__name__}")
+        if not isinstance(self.stochastic_round, bool):
+            raise TypeError(f"stochastic_round must be a bool, got {self.stochastic_round!r}")
+        positive_int("seed", self.seed, minimum=0)
+        object.__setattr__(self, "int8_layers", layers)
 
 
 @register(
@@ -365,22 +406,25 @@ _Q_KEYS = ("projector_bits", "projector_group_size", "cos_threshold", "queue_siz
     example="gradinfo.optim.galore:CONFORMANCE",
     status="verified",
 )
-class GaLoreAdamW(GroupTransformOptimizer):
+class GaLoreAdamW(TransformOptimizer):
     """GaLore's AdamW as a ``torch.optim.Optimizer``: low-rank Adam for matrices, AdamW for the rest.
 
     The GaLore half of "Q-GaLore: Quantized GaLore with INT4 Projection and Layer-Adaptive Low-Rank
     Gradients" (2024): ``R = G P^T`` with ``P`` from an SVD of ``G`` every ``T`` steps, Adam on ``R``,
     ``W <- W - lr * (alpha * N P + wd * W)`` (the module docstring has the equations). Every 2-D parameter
     of a group with ``rank`` set is projected; put the embeddings and head in a group with ``rank=None`` to
-    keep them full-rank, as the paper does.
+    keep them full-rank, as the paper does. With ``quantization`` it is Q-GaLore (:func:`QGaLoreAdamW`
+    builds it with the paper's settings).
 
     Args:
-        params: parameters or param-group dicts; a group may override any setting below.
+        params: parameters or param-group dicts; a group may override any setting below (and, with
+            ``quantization``, its projector settings).
         lr: ``>= 0``.
         rank: ``r`` (None: plain AdamW).
         update_proj_gap: ``T``.
         scale: ``alpha``.
         betas, eps, weight_decay: AdamW's (decoupled decay).
+        quantization: Q-GaLore's INT4 projectors, lazy refresh and INT8 weights; None for GaLore.
 
     Raises:
         TypeError / ValueError: a bad setting (checked when a group is added).
@@ -396,8 +440,15 @@ class GaLoreAdamW(GroupTransformOptimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
-        **extra: Any,
+        *,
+        quantization: Quantization | None = None,
     ) -> None:
+        if quantization is not None and not isinstance(quantization, Quantization):
+            raise TypeError(f"quantization must be a Quantization or None, got {type(quantization).__name__}")
+        self.quantization = quantization
+        layers = () if quantization is None else quantization.int8_layers
+        self._int8 = {id(layer.weight): (i, layer) for i, layer in enumerate(layers)}
+        settings = {} if quantization is None else {k: getattr(quantization, k) for k in _Q_KEYS}
         defaults = {
             "lr": lr,
             "rank": rank,
@@ -406,15 +457,36 @@ class GaLoreAdamW(GroupTransformOptimizer):
             "betas": betas,
             "eps": eps,
             "weight_decay": weight_decay,
-            **extra,
+            **settings,
         }
         super().__init__(params, defaults)
 
-    def check_group(self, group: dict[str, Any]) -> None:
-        self.make_transform(group)
+    def group_transform(self, group: dict[str, Any]) -> GradTransform:
+        return galore_transform(**{k: group[k] for k in _GALORE_KEYS + _Q_KEYS if k in group})
 
-    def make_transform(self, group: dict[str, Any]) -> GradTransform:
-        return galore_transform(**{k: group[k] for k in _GALORE_KEYS})
+    def step_group(self, group: dict[str, Any], live: Grads) -> None:
+        """Apply the group's updates; weights of the ``int8_layers`` are re-quantised instead."""
+        updates = self.group_updates(group, live)
+        for name, p in live.items():
+            found = self._int8.get(id(p))
+            if found is None:
+                p.add_(updates[name].to(p.dtype), alpha=-group["lr"])
+            else:
+                self._store_int8(*found, p, updates[name], group)
+
+    def _store_int8(self, index: int, layer: Int8Linear, carrier: Tensor, update: Tensor, group: Any) -> None:
+        """``W_int8 <- Q(deq(W_int8) (1 - lr wd) - lr update)``, stochastically rounded per layer and step."""
+        step = self.state[carrier]["step"]
+        generator = (
+            torch.Generator().manual_seed(
+                derive_seed(self.quantization.seed, _STREAM_ROUND + 16 * index, step)
+            )
+            if self.quantization.stochastic_round
+            else None
+        )
+        weight = layer.dequantized()  # [out, in]
+        decay = group["lr"] * group["weight_decay"]  # the transform decayed the carrier's zeros, not these
+        layer.store(weight * (1 - decay) - group["lr"] * update.float(), generator)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a ``state_dict()``; integer codes come back as uint8 (torch casts state to param dtype)."""
@@ -433,7 +505,24 @@ class GaLoreAdamW(GroupTransformOptimizer):
     example="gradinfo.optim.galore:Q_CONFORMANCE",
     status="implemented",
 )
-class QGaLoreAdamW(GaLoreAdamW):
+def QGaLoreAdamW(
+    params: Iterable[Any],
+    lr: float = 1e-3,
+    rank: int | None = 128,
+    update_proj_gap: int = 200,
+    scale: float = 0.25,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    int8_layers: Iterable[Int8Linear] = (),
+    stochastic_round: bool = True,
+    projector_bits: int | None = 4,
+    projector_group_size: int = 256,
+    cos_threshold: float | None = 0.4,
+    queue_size: int = 5,
+    gamma_proj: int = 2,
+    seed: int = 0,
+) -> GaLoreAdamW:
     """Q-GaLore: GaLore with INT4 projectors, lazy layer-adaptive refresh and INT8 weights.
 
     Implements "Q-GaLore: Quantized GaLore with INT4 Projection and Layer-Adaptive Low-Rank Gradients"
@@ -443,84 +532,32 @@ class QGaLoreAdamW(GaLoreAdamW):
     Args:
         params: as :class:`GaLoreAdamW`.
         lr, rank, update_proj_gap, scale, betas, eps, weight_decay: as :class:`GaLoreAdamW`.
-        int8_layers: the :class:`Int8Linear` layers whose carriers are among ``params``.
-        stochastic_round: True (the paper) or False (round to nearest, for comparison).
-        projector_bits: 4 (INT4) or None (fp32 projectors).
-        projector_group_size: entries per projector quantisation group.
-        cos_threshold: mean ``|cos|`` that doubles a layer's ``T`` (None: never).
-        queue_size, gamma_proj: the lazy refresh's queue length and growth factor.
-        seed: seeds the stochastic rounding (a counter-based stream per layer and step).
+        int8_layers, stochastic_round, projector_bits, projector_group_size, cos_threshold, queue_size,
+            gamma_proj, seed: as :class:`Quantization` (the defaults are the paper's).
+
+    Returns:
+        A :class:`GaLoreAdamW` configured with that :class:`Quantization`.
 
     Raises:
         TypeError / ValueError: a bad setting, or an ``int8_layers`` entry that is not an ``Int8Linear``.
     """
-
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1e-3,
-        rank: int | None = 128,
-        update_proj_gap: int = 200,
-        scale: float = 0.25,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        int8_layers: Iterable[Int8Linear] = (),
-        stochastic_round: bool = True,
-        projector_bits: int | None = 4,
-        projector_group_size: int = 256,
-        cos_threshold: float | None = 0.4,
-        queue_size: int = 5,
-        gamma_proj: int = 2,
-        seed: int = 0,
-    ) -> None:
-        layers = list(int8_layers)
-        for layer in layers:
-            if not isinstance(layer, Int8Linear):
-                raise TypeError(f"int8_layers must hold Int8Linear layers, got {type(layer).__name__}")
-        if not isinstance(stochastic_round, bool):
-            raise TypeError(f"stochastic_round must be a bool, got {stochastic_round!r}")
-        self._int8 = {id(layer.weight): (i, layer) for i, layer in enumerate(layers)}
-        self._stochastic = stochastic_round
-        self._seed = positive_int("seed", seed, minimum=0)
-        super().__init__(
-            params,
-            lr,
-            rank,
-            update_proj_gap,
-            scale,
-            betas,
-            eps,
-            weight_decay,
-            projector_bits=projector_bits,
-            projector_group_size=projector_group_size,
-            cos_threshold=cos_threshold,
-            queue_size=queue_size,
-            gamma_proj=gamma_proj,
-        )
-
-    def make_transform(self, group: dict[str, Any]) -> GradTransform:
-        return galore_transform(**{k: group[k] for k in _GALORE_KEYS + _Q_KEYS})
-
-    def apply_update(self, param: Tensor, update: Tensor, group: dict[str, Any]) -> None:
-        found = self._int8.get(id(param))
-        if found is None:
-            super().apply_update(param, update, group)
-            return
-        index, layer = found
-        step = self.state[param]["step"]
-        generator = (
-            torch.Generator().manual_seed(derive_seed(self._seed, _STREAM_ROUND + 16 * index, step))
-            if self._stochastic
-            else None
-        )
-        weight = layer.dequantized()  # [out, in]
-        decay = group["lr"] * group["weight_decay"]  # the transform decayed the carrier's zeros, not these
-        layer.store(weight * (1 - decay) - group["lr"] * update.float(), generator)
+    quantization = Quantization(
+        tuple(int8_layers),
+        stochastic_round,
+        projector_bits,
+        projector_group_size,
+        cos_threshold,
+        queue_size,
+        gamma_proj,
+        seed,
+    )
+    return GaLoreAdamW(
+        params, lr, rank, update_proj_gap, scale, betas, eps, weight_decay, quantization=quantization
+    )
 
 
 def svd_calls(optimizer: torch.optim.Optimizer) -> int:
-    """Total SVDs a :class:`GaLoreAdamW` / :class:`QGaLoreAdamW` has run so far (over all layers)."""
+    """Total SVDs a :class:`GaLoreAdamW` / :func:`QGaLoreAdamW` has run so far (over all layers)."""
     return sum(s.get("svd_calls", 0) for s in optimizer.state.values())
 
 

@@ -49,7 +49,8 @@ def mfac_transform(
     returns ``u = F^{-1} g`` with ``F = damping I + (1/m) sum_i g_i g_i^T`` over the buffer, in
     ``O(d m + m^3)``. The state holds the buffer as a tuple of ``m`` rows ``[d]`` (so a step writes one
     new row and copies nothing), the Gram matrix ``[m, m]`` (float64), the step count and the momentum
-    buffer ``[d]`` (None without momentum).
+    buffer ``[d]`` (None without momentum). Every parameter needs a gradient at every update: the window
+    rows are concatenated gradients, so a parameter cannot be skipped (``ValueError``).
 
     Args:
         ngrads: window size ``m``, >= 1 (paper default 1024).
@@ -63,7 +64,8 @@ def mfac_transform(
 
     Raises:
         TypeError: an argument of the wrong type.
-        ValueError: ``ngrads < 1``, ``damping <= 0``, ``momentum`` outside ``[0, 1)``, ``weight_decay < 0``.
+        ValueError: ``ngrads < 1``, ``damping <= 0``, ``momentum`` outside ``[0, 1)``, ``weight_decay < 0``;
+            in ``update``, gradients missing for some of the parameters.
     """
     positive_int("ngrads", ngrads)
     damping = positive("damping", damping)
@@ -88,6 +90,13 @@ def mfac_transform(
 
     def update(grads: Grads, state: State, params: Grads | None = None) -> tuple[Grads, State]:
         names = state["names"]
+        missing = [n for n in names if n not in grads]
+        if missing and grads.keys() < set(names):
+            raise ValueError(
+                f"mfac preconditions all its parameters jointly, so each needs a gradient at every step; "
+                f"{missing} have none (an optimizer skips parameters whose .grad is None): leave them out "
+                "of the optimizer's params, or set their .grad to zeros"
+            )
         check_keys("mfac", grads, names)
         g = torch.cat([grads[n].reshape(-1) for n in names])  # [d], a fresh tensor: the new row
         sizes = [grads[n].numel() for n in names]
@@ -185,7 +194,7 @@ class MFAC(TransformOptimizer):
         momentum: float = 0.0,
         weight_decay: float = 0.0,
     ) -> None:
-        super().__init__(params, mfac_transform(ngrads, damping, momentum, weight_decay), lr)
+        super().__init__(params, {"lr": lr}, mfac_transform(ngrads, damping, momentum, weight_decay))
 
 
 def _conformance(seed: int) -> Grads:

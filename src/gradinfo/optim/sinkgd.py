@@ -23,8 +23,9 @@ from torch import Tensor, nn
 from gradinfo.core.registry import Conformance, register
 from gradinfo.core.types import Grads, State
 from gradinfo.core.validate import positive, positive_int
-from gradinfo.optim.grouped import GroupTransformOptimizer, check_betas
+from gradinfo.optim.grouped import check_betas
 from gradinfo.transform.base import GradTransform, check_keys
+from gradinfo.transform.optimizer import TransformOptimizer
 
 _CHUNK_BYTES = 16 << 20
 """Most bytes of gradients normalised in one batch. Batching same-shape matrices saves kernel launches, but
@@ -219,7 +220,7 @@ def sinkgd_param_groups(
     example="gradinfo.optim.sinkgd:CONFORMANCE",
     status="verified",
 )
-class SinkGD(GroupTransformOptimizer):
+class SinkGD(TransformOptimizer):
     """SinkGD as a ``torch.optim.Optimizer``: stateless for matrices, AdamW for the rest.
 
     Implements Algorithm 3 of "Gradient Multi-Normalization for Stateless and Scalable LLM Training" (2025):
@@ -259,13 +260,13 @@ class SinkGD(GroupTransformOptimizer):
         super().__init__(params, defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:
-        self.make_transform(group)
+        super().check_group(group)
         if group["sinkhorn"] is True:
             bad = [tuple(p.shape) for p in group["params"] if p.ndim != 2]
             if bad:
                 raise ValueError(f"a group with sinkhorn=True must hold only matrices; got shapes {bad}")
 
-    def make_transform(self, group: dict[str, Any]) -> GradTransform:
+    def group_transform(self, group: dict[str, Any]) -> GradTransform:
         return sinkgd_transform(
             group["iterations"], group["betas"], group["eps"], group["weight_decay"], group["sinkhorn"]
         )
