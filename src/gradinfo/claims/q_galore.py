@@ -30,7 +30,7 @@ from gradinfo.optim.galore import (
     quantize_linears,
     svd_calls,
 )
-from gradinfo.optim.grouped import GroupTransformOptimizer
+from gradinfo.transform import TransformOptimizer
 
 SLOW = True
 STEPS = 300
@@ -48,17 +48,17 @@ def _groups(model: nn.Module) -> list[dict[str, object]]:
 
 
 def _run(kind: str, seed: int) -> tuple[float, int, dict[str, int]]:
-    made: list[tuple[nn.Module, GroupTransformOptimizer]] = []
+    made: list[tuple[nn.Module, TransformOptimizer]] = []
     layers: list[Int8Linear] = []
 
     def prepare(model: nn.Module) -> None:
         if kind != "galore":
             layers.extend(quantize_linears(model, group_size=256))
 
-    def make(model: nn.Module) -> GroupTransformOptimizer:
+    def make(model: nn.Module) -> TransformOptimizer:
         common = {"lr": LR, "rank": RANK, "update_proj_gap": GAP, "scale": SCALE}
         if kind == "galore":
-            opt: GroupTransformOptimizer = GaLoreAdamW(_groups(model), **common)
+            opt: TransformOptimizer = GaLoreAdamW(_groups(model), **common)
         else:
             opt = QGaLoreAdamW(
                 _groups(model), **common, int8_layers=layers, stochastic_round=kind == "q_galore", seed=seed

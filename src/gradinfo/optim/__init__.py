@@ -15,7 +15,6 @@ from gradinfo.optim.galore import (
     svd_calls,
 )
 from gradinfo.optim.gns_newton import GNSNewton, GNSResult, gns_newton
-from gradinfo.optim.grouped import GroupTransformOptimizer
 from gradinfo.optim.harpg import HARPG, harpg
 from gradinfo.optim.mfac import MFAC, mfac_transform
 from gradinfo.optim.n_pg_igt import NPGIGT, n_pg_igt, normalized_pg
@@ -42,7 +41,6 @@ __all__ = [
     "GNSResult",
     "GaLoreAdamW",
     "GaussianPolicy",
-    "GroupTransformOptimizer",
     "Int8Linear",
     "PGHistory",
     "QGaLoreAdamW",

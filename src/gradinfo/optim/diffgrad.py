@@ -35,8 +35,7 @@ from torch import Tensor
 
 from gradinfo.core.registry import Conformance, register
 from gradinfo.core.types import Grads, State
-from gradinfo.core.validate import positive
-from gradinfo.optim.grouped import check_betas
+from gradinfo.core.validate import check_betas, positive
 from gradinfo.transform.base import GradTransform, check_keys
 from gradinfo.transform.optimizer import TransformOptimizer
 

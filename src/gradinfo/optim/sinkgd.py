@@ -22,8 +22,7 @@ from torch import Tensor, nn
 
 from gradinfo.core.registry import Conformance, register
 from gradinfo.core.types import Grads, State
-from gradinfo.core.validate import positive, positive_int
-from gradinfo.optim.grouped import check_betas
+from gradinfo.core.validate import check_betas, positive, positive_int
 from gradinfo.transform.base import GradTransform, check_keys
 from gradinfo.transform.optimizer import TransformOptimizer
 
