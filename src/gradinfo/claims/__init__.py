@@ -9,20 +9,24 @@ same from Python.
 
 from __future__ import annotations
 
+import importlib
 import math
 import numbers
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from gradinfo.core.registry import get
+from gradinfo.core.record import RECORD, Record, SeedRun, add_seed, load_records, source_digest
+from gradinfo.core.registry import Method, get
 from gradinfo.core.validate import positive_int
 from gradinfo.methods import all_methods
 
-__all__ = ["ClaimResult", "run_claim"]
+__all__ = ["ClaimResult", "claim_digest", "paper_effect", "reproduce", "reproduce_all", "run_claim"]
 
 
 @dataclass(frozen=True)
@@ -119,3 +123,99 @@ def run_claim(name: str, seed: int = 0) -> ClaimResult:
             f"{result.method!r} with seed {result.seed}"
         )
     return replace(result, seconds=seconds)
+
+
+def claim_digest(method: Method) -> str:
+    """:func:`~gradinfo.core.record.source_digest` of the method's module and its claim check's module."""
+    if method.claim is None or method.module is None:
+        raise LookupError(f"method {method.name!r} has no claim check yet (status: {method.status})")
+    return source_digest(method.module, method.claim.partition(":")[0])
+
+
+def paper_effect(method: Method) -> str:
+    """The effect the paper reports, as its claim module's ``PAPER_EFFECT`` states it ("" if it does not)."""
+    if method.claim is None:
+        return ""
+    module = importlib.import_module(method.claim.partition(":")[0])
+    return str(getattr(module, "PAPER_EFFECT", ""))
+
+
+def reproduce(
+    name: str,
+    seeds: Sequence[int],
+    *,
+    record: Path | None = RECORD,
+    done: Callable[[ClaimResult], None] | None = None,
+) -> Record:
+    """Run the claim check of ``name`` at each of ``seeds``, writing each finished seed to ``record``.
+
+    Args:
+        name: a registered method with a claim check.
+        seeds: the seeds to run, each an int >= 0.
+        record: the record file each seed is added to as it finishes (None: nothing is written).
+        done: called with each seed's result as it finishes (to print it).
+
+    Returns:
+        The method's record after these seeds (with ``record=None``: these seeds alone).
+
+    Raises:
+        KeyError, LookupError, TypeError, ValueError: as :func:`run_claim`, before any seed runs for a bad
+            name or seed.
+    """
+    for seed in seeds:
+        positive_int("seed", seed, minimum=0)
+    all_methods()
+    method = get(name)
+    digest, effect = claim_digest(method), paper_effect(method)
+    runs: dict[int, SeedRun] = {}
+    criterion = ""
+    for seed in seeds:
+        result = run_claim(name, seed=seed)
+        criterion = result.claim
+        run = SeedRun(result.passed, result.figures, result.seconds)
+        runs[seed] = run
+        if record is not None:
+            add_seed(name, seed, run, criterion=criterion, paper_effect=effect, digest=digest, path=record)
+        if done is not None:
+            done(result)
+    if record is not None:
+        return load_records(record)[name]
+    return Record(name, criterion, effect, digest, runs)
+
+
+def reproduce_all(
+    seeds: Sequence[int],
+    *,
+    record: Path = RECORD,
+    done: Callable[[ClaimResult], None] | None = None,
+    skipped: Callable[[str], None] | None = None,
+) -> dict[str, Record]:
+    """Bring every method's record up to ``seeds``: resumable, it runs only the seeds a record lacks.
+
+    A method whose record matches its sources' digest and criterion keeps its seeds, and only the missing ones
+    run; a stale record is started afresh. Each finished seed is written at once, so an interrupted run loses
+    at most the seed in progress.
+
+    Args:
+        seeds: the seeds every record should hold.
+        record: the record file.
+        done: called with each seed's result as it finishes.
+        skipped: called with the name of each method whose record already holds every seed.
+
+    Returns:
+        The record of every method with a claim check.
+    """
+    for seed in seeds:
+        positive_int("seed", seed, minimum=0)
+    for method in all_methods():
+        if method.claim is None:
+            continue
+        old = load_records(record).get(method.name)
+        fresh = old is not None and old.digest == claim_digest(method)
+        missing = [s for s in seeds if not (fresh and s in old.seeds)]
+        if not missing:
+            if skipped is not None:
+                skipped(method.name)
+            continue
+        reproduce(method.name, missing, record=record, done=done)
+    return {n: r for n, r in load_records(record).items() if n in {m.name for m in all_methods() if m.claim}}
