@@ -69,8 +69,8 @@ def test_reproduce_all_runs_only_the_missing_seeds(fakes: None, tmp_path: Path) 
     CALLS.clear()
     skipped: list[str] = []
     records = reproduce_all([0, 1, 2], record=path, skipped=skipped.append)
-    runs = [("fake_always", 0), ("fake_always", 1), ("fake_always", 2), ("fake_even", 1), ("fake_even", 2)]
-    assert CALLS == runs  # fake_even's seed 0 is kept; methods in registry order (paper, name)
+    want = [("fake_always", 0), ("fake_always", 1), ("fake_always", 2), ("fake_even", 1), ("fake_even", 2)]
+    assert want == CALLS  # fake_even's seed 0 is kept; methods in registry order (paper, name)
     assert sorted(records) == ["fake_always", "fake_even"] and skipped == []
     CALLS.clear()
     reproduce_all([0, 1, 2], record=path, skipped=skipped.append)
