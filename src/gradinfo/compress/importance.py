@@ -22,15 +22,10 @@ q/k/v and columns of o_proj; an MLP channel) scores the aggregate of its members
 :func:`gradinfo.capture.empirical_fisher_diag` batch by batch and, inside a batch, in chunks of
 ``chunk_size`` examples, so memory is bounded by one chunk of per-example gradients whatever the number of
 calibration examples; it is not the square of the batch gradient (which would be ``g^2``).
-
-The module itself is callable: ``gradinfo.compress.importance(model, batches, loss_fn, kind=...)`` is
-:func:`importance`.
 """
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -335,13 +330,3 @@ def aggregate(scores: Sequence[Tensor], how: str = "sum") -> Tensor:
     if how == "max":
         return stacked.amax(0)
     return stacked.prod(0)
-
-
-class _CallableModule(types.ModuleType):
-    """This module's type: calling the module calls :func:`importance`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Grads:
-        return importance(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
