@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-import gradinfo.compress.importance as imp_module
+import gradinfo.compress
 from gradinfo.compress import aggregate, fisher_diag, group_taylor, importance, mean_grad
 from gradinfo.models import tiny_llama
 
@@ -113,9 +113,15 @@ def test_random_and_l2_need_no_data_and_random_is_seeded():
     torch.testing.assert_close(l2["2.bias"], model[2].bias.detach() ** 2, rtol=0, atol=0)
 
 
-def test_module_is_callable():
+def test_package_exports_the_importance_function():
+    from gradinfo.compress.importance import importance as function
+
     model = _mlp()
-    assert imp_module(model, None, None, kind="l2").keys() == dict(model.named_parameters()).keys()
+    assert gradinfo.compress.importance is function
+    assert (
+        gradinfo.compress.importance(model, None, None, kind="l2").keys()
+        == dict(model.named_parameters()).keys()
+    )
 
 
 def test_group_taylor_against_loop():

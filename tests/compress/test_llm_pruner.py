@@ -10,9 +10,10 @@ import torch_pruning as tp
 import transformers
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from transformers.pytorch_utils import Conv1D
 
 from gradinfo.compress import fisher_diag, llm_pruner, load_pruned, lora_recover, mean_grad
-from gradinfo.compress.llm_pruner import _bert_units, lm_loss
+from gradinfo.compress.llm_pruner import Member, Unit, _architecture, _bert_units, _llama_units, lm_loss
 from gradinfo.models import tiny_gpt2, tiny_llama
 
 
@@ -103,21 +104,126 @@ def test_param_mix_channel_score_uses_per_example_fisher():
     torch.testing.assert_close(torch.tensor(report.scores["layer.1.channels"]), ref, rtol=1e-5, atol=1e-9)
 
 
-def test_mlp_groups_match_torch_pruning_dependency_graph():
-    model = MODELS["llama"]()
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=_tokens(1, 8), verbose=False)
-    layer = model.model.layers[1].mlp
-    group = graph.get_pruning_group(layer.gate_proj, tp.prune_linear_out_channels, idxs=[3])
-    found = {
-        (dep.target.module, dep.handler.__name__, tuple(idxs))
+# --- coupled groups against references ----------------------------------------------------
+# torch-pruning's DependencyGraph traces which output rows / input columns must go together; gradinfo's
+# unit builders must give exactly those groups. torch-pruning is no reference for GPT-2's heads (its split of
+# the fused c_attn maps c_proj input j to c_attn output j, a query channel, where the value channel is
+# 2 * hidden + j) nor for grouped-query heads (get_pruning_group does not finish through repeat_kv), so the
+# heads of every architecture are also checked functionally: zeroing a unit's slices of every member must
+# equal zeroing only its columns of the output projection, which holds exactly when every other member's
+# slice feeds those columns alone.
+
+
+class _Conv1DGraphPruner(tp.pruner.function.BasePruningFunc):
+    """Lets torch-pruning trace through GPT-2's Conv1D (weight ``[in, out]``); the graph is only read."""
+
+    TARGET_MODULES = Conv1D
+
+    def prune_out_channels(self, layer: Conv1D, idxs: list[int]) -> Conv1D:
+        raise NotImplementedError("the tests only read the dependency graph")
+
+    def prune_in_channels(self, layer: Conv1D, idxs: list[int]) -> Conv1D:
+        raise NotImplementedError("the tests only read the dependency graph")
+
+    def get_out_channels(self, layer: Conv1D) -> int:
+        return layer.nf
+
+    def get_in_channels(self, layer: Conv1D) -> int:
+        return layer.nx
+
+
+CONV1D_PRUNER = _Conv1DGraphPruner()
+OUT_FN = {torch.nn.Linear: tp.prune_linear_out_channels, Conv1D: CONV1D_PRUNER.prune_out_channels}
+IN_FN = {torch.nn.Linear: tp.prune_linear_in_channels, Conv1D: CONV1D_PRUNER.prune_in_channels}
+
+
+def _graph(model: torch.nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
+    return tp.DependencyGraph().build_dependency(
+        model, example_inputs=example, verbose=False, customized_pruners={Conv1D: CONV1D_PRUNER}
+    )
+
+
+def _layer_deps(group: object) -> set[tuple[torch.nn.Module, str, int]]:
+    """``{(Linear or Conv1D, "out"/"in", index)}`` of a torch-pruning group."""
+    axis = {"prune_out_channels": "out", "prune_in_channels": "in"}
+    return {
+        (dep.target.module, axis[dep.handler.__name__], int(j))
         for dep, idxs in group
-        if isinstance(dep.target.module, torch.nn.Linear)
+        if isinstance(dep.target.module, (torch.nn.Linear, Conv1D))
+        for j in idxs
     }
-    assert found == {
-        (layer.gate_proj, "prune_out_channels", (3,)),
-        (layer.up_proj, "prune_out_channels", (3,)),
-        (layer.down_proj, "prune_in_channels", (3,)),
-    }
+
+
+def _assert_unit_matches_graph(graph: tp.DependencyGraph, unit: Unit, start: torch.nn.Module) -> None:
+    """Each of ``unit``'s groups is the union of torch-pruning's groups of its positions in ``start``."""
+    member = next(m for m in unit.members if m.module is start)
+    fn = (OUT_FN if member.axis == "out" else IN_FN)[type(start)]
+    for u in range(len(member.indices)):
+        found = set()
+        for j in member.indices[u].tolist():
+            found |= _layer_deps(graph.get_pruning_group(start, fn, idxs=[j]))
+        expected = {(m.module, m.axis, int(j)) for m in unit.members for j in m.indices[u]}
+        assert found == expected, (unit.layer, unit.kind, u)
+
+
+@pytest.mark.parametrize("arch", list(MODELS))
+def test_mlp_groups_match_torch_pruning_dependency_graph(arch):
+    model = MODELS[arch]()
+    graph = _graph(model, _tokens(1, 8))
+    units = _architecture(model)(model)
+    assert [[u.kind for u in layer] for layer in units] == [["heads", "channels"]] * 3
+    for _heads, channels in units:
+        _assert_unit_matches_graph(graph, channels, channels.members[0].module)  # gate_proj / c_fc
+
+
+def test_llama_head_groups_match_torch_pruning_dependency_graph():
+    model = MODELS["llama"]()
+    graph = _graph(model, _tokens(1, 8))
+    for i, (heads, _channels) in enumerate(_llama_units(model)):
+        assert heads.members[-1].module is model.model.layers[i].self_attn.o_proj
+        _assert_unit_matches_graph(graph, heads, heads.members[-1].module)
+
+
+def _weight_axis(module: torch.nn.Module, axis: str) -> int:
+    """The weight axis of the output ("out") or input ("in") positions.
+
+    Linear weights are ``[out, in]``, Conv1D weights ``[in, out]``.
+    """
+    return int((axis == "out") == isinstance(module, Conv1D))
+
+
+def _zero(model: torch.nn.Module, member: Member, unit: int) -> None:
+    """Zero ``unit``'s slice of ``member`` in ``model`` (a copy holding a module of the same name)."""
+    module = dict(model.named_modules())[member.name]
+    idx = member.indices[unit]  # [k]
+    with torch.no_grad():
+        module.weight.index_fill_(_weight_axis(module, member.axis), idx, 0.0)
+        if member.axis == "out" and module.bias is not None:
+            module.bias[idx] = 0.0
+
+
+@pytest.mark.parametrize("arch", list(MODELS))
+def test_head_groups_feed_only_their_output_columns(arch):
+    model = MODELS[arch]().double().eval()
+    tokens = _tokens(2, 8)
+    with torch.no_grad():
+        dense = model(tokens).logits  # [B, T, V]
+    for layer in _architecture(model)(model):
+        heads = layer[0]
+        output = heads.members[-1]
+        assert output.axis == "in" and all(m.axis == "out" for m in heads.members[:-1])
+        for m in heads.members:
+            size = m.module.weight.shape[_weight_axis(m.module, m.axis)]
+            assert sorted(m.indices.flatten().tolist()) == list(range(size)), m.name  # a partition
+        for u in range(len(output.indices)):
+            only_output, whole = copy.deepcopy(model), copy.deepcopy(model)
+            _zero(only_output, output, u)
+            for m in heads.members:
+                _zero(whole, m, u)
+            with torch.no_grad():
+                want, got = only_output(tokens).logits, whole(tokens).logits  # [B, T, V]
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-12, msg=f"{heads.layer} head {u}")
+            assert not torch.allclose(want, dense, atol=1e-6)  # the unit matters
 
 
 @pytest.mark.parametrize("arch", list(MODELS))
@@ -243,39 +349,17 @@ def _masked_dense(model: torch.nn.Module, removed: dict[str, tuple[int, ...]]) -
     return dense
 
 
-def _linear_deps(group: object) -> set[tuple[torch.nn.Module, str, int]]:
-    """``{(Linear, "out"/"in", index)}`` of a torch-pruning group."""
-    axis = {"prune_out_channels": "out", "prune_in_channels": "in"}
-    return {
-        (dep.target.module, axis[dep.handler.__name__], int(j))
-        for dep, idxs in group
-        if isinstance(dep.target.module, torch.nn.Linear)
-        for j in idxs
-    }
-
-
 def test_bert_groups_match_torch_pruning_dependency_graph():
     model = _bert("model", dtype=torch.float32)
-    graph = tp.DependencyGraph().build_dependency(
-        model, example_inputs=torch.randint(BERT_VOCAB, (1, 8)), verbose=False
-    )
+    graph = _graph(model, torch.randint(BERT_VOCAB, (1, 8)))
     units = _bert_units(model)
     assert [[u.kind for u in layer] for layer in units] == [["heads", "channels"]] * BERT_LAYERS
     for i, (heads, channels) in enumerate(units):
         layer = model.encoder.layer[i]
         assert heads.members[-1].module is layer.attention.output.dense
         assert channels.members[0].module is layer.intermediate.dense
-        for unit, module, fn in (
-            (heads, layer.attention.output.dense, tp.prune_linear_in_channels),
-            (channels, layer.intermediate.dense, tp.prune_linear_out_channels),
-        ):
-            start = next(m for m in unit.members if m.module is module)
-            for u in range(len(start.indices)):
-                found = set()
-                for j in start.indices[u].tolist():
-                    found |= _linear_deps(graph.get_pruning_group(module, fn, idxs=[j]))
-                expected = {(m.module, m.axis, int(j)) for m in unit.members for j in m.indices[u]}
-                assert found == expected, (i, unit.kind, u)
+        _assert_unit_matches_graph(graph, heads, layer.attention.output.dense)
+        _assert_unit_matches_graph(graph, channels, layer.intermediate.dense)
 
 
 def _removed_params(n_heads: int, n_channels: int) -> int:

@@ -1,5 +1,6 @@
-"""Gradient information: per-example, per-task, input, curvature, zeroth-order, projected."""
+"""Gradient information: batch, per-example, per-task, input, curvature, zeroth-order, projected."""
 
+from gradinfo.capture.batch import BatchGrads, batch_grads
 from gradinfo.capture.curvature import empirical_fisher_diag, gnvp, hvp
 from gradinfo.capture.inputs import InputGrads, input_grads
 from gradinfo.capture.inverse_fisher import InverseFisher
@@ -10,8 +11,10 @@ from gradinfo.capture.tasks import task_grads
 from gradinfo.capture.zeroth_order import zeroth_order_grad
 
 __all__ = [
+    "BatchGrads",
     "InputGrads",
     "InverseFisher",
+    "batch_grads",
     "clipped_grad_sum",
     "empirical_fisher_diag",
     "gnvp",

@@ -22,15 +22,10 @@ q/k/v and columns of o_proj; an MLP channel) scores the aggregate of its members
 :func:`gradinfo.capture.empirical_fisher_diag` batch by batch and, inside a batch, in chunks of
 ``chunk_size`` examples, so memory is bounded by one chunk of per-example gradients whatever the number of
 calibration examples; it is not the square of the batch gradient (which would be ``g^2``).
-
-The module itself is callable: ``gradinfo.compress.importance(model, batches, loss_fn, kind=...)`` is
-:func:`importance`.
 """
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -38,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gradinfo.capture import empirical_fisher_diag
+from gradinfo.capture import batch_grads, empirical_fisher_diag
 from gradinfo.core.types import Grads, LossFn
 from gradinfo.core.validate import one_of, positive_int
 
@@ -166,7 +161,8 @@ def mean_grad(
 
     With a ``loss_fn`` that averages over its batch (the usual ``mean`` reduction) this is the mean
     per-example gradient ``(1/N) sum_i g_i``, the ``g`` of the Taylor scores. One forward and one backward
-    per batch; parameters' ``.grad`` fields are left untouched.
+    per batch (:func:`gradinfo.capture.batch_grads`); while it runs, parameters outside ``params`` have
+    ``requires_grad`` switched off (restored afterwards); their ``.grad`` fields are left untouched.
 
     Args:
         model: the network (runs in its current mode).
@@ -186,25 +182,15 @@ def mean_grad(
         raise TypeError(
             f"loss_fn must be callable (outputs, targets) -> scalar, got {type(loss_fn).__name__}"
         )
-    names, tensors = list(chosen), list(chosen.values())
     total = {n: torch.zeros_like(p, memory_format=torch.contiguous_format) for n, p in chosen.items()}
     count = 0
-    for inputs, targets in _batches(batches):
-        if inputs.dim() == 0 or inputs.shape[0] == 0 or targets.shape[:1] != inputs.shape[:1]:
-            raise ValueError(
-                f"each batch needs inputs and targets with one non-empty batch axis, got shapes "
-                f"{tuple(inputs.shape)} and {tuple(targets.shape)}"
-            )
-        with torch.enable_grad():
-            loss = loss_fn(model(inputs), targets)
-            if not isinstance(loss, Tensor) or loss.dim() != 0:
-                raise ValueError(f"loss_fn must return a scalar tensor, got {loss!r:.80}")
-            grads = torch.autograd.grad(loss, tensors, allow_unused=True)
-        size = inputs.shape[0]
-        for n, g in zip(names, grads, strict=True):
-            if g is not None:
-                total[n] += g * size  # [*shape]
-        count += size
+    with _only_trainable(model, chosen):
+        for inputs, targets in _batches(batches):
+            part = batch_grads(model, loss_fn, inputs, targets).grads
+            size = inputs.shape[0]
+            for n in total:
+                total[n] += part[n] * size  # [*shape]
+            count += size
     if count == 0:
         raise ValueError("batches is empty: the gradient needs at least one example")
     return {n: t / count for n, t in total.items()}
@@ -335,13 +321,3 @@ def aggregate(scores: Sequence[Tensor], how: str = "sum") -> Tensor:
     if how == "max":
         return stacked.amax(0)
     return stacked.prod(0)
-
-
-class _CallableModule(types.ModuleType):
-    """This module's type: calling the module calls :func:`importance`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Grads:
-        return importance(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

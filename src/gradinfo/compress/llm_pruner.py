@@ -6,9 +6,10 @@ Ma, Fang, Wang, "LLM-Pruner: On the Structural Pruning of Large Language Models"
    columns of the output projection); with grouped-query attention (``num_key_value_heads < num_heads``) the
    unit is a whole KV group (one key/value head and the query heads that read it), so every layer keeps
    the model's queries-per-KV ratio. Each MLP channel is a group (its rows of the up/gate projections and
-   its column of the down projection). The MLP groups are those torch-pruning's ``DependencyGraph`` finds
-   from ``gate_proj``/``c_fc``/``intermediate.dense`` (the tests check the two agree); nn.Linear surgery is
-   done with torch-pruning's ``prune_linear_out_channels``/``prune_linear_in_channels``.
+   its column of the down projection). The groups are those torch-pruning's ``DependencyGraph`` finds (the
+   tests check the two agree for every architecture's MLP channels and for Llama's and BERT's heads, and
+   check GPT-2's and grouped-query heads by masking); nn.Linear surgery is done with torch-pruning's
+   ``prune_linear_out_channels``/``prune_linear_in_channels``.
 2. **Importance** of a weight element (:mod:`gradinfo.compress.importance`, paper Eq. 4-5): ``|w g|``
    (``taylor``, the paper's element-wise first order), ``w^2 F / 2`` (``fisher``), ``|w g - w^2 F / 2|``
    (``param_mix``) with ``F`` the per-example empirical Fisher, ``w^2`` (``l2``), random; or the

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradinfo.capture import clipped_grad_sum
+from gradinfo.capture import batch_grads, clipped_grad_sum
 from gradinfo.core.types import Grads, LossFn
 from gradinfo.core.validate import positive, positive_int
 from gradinfo.privacy.threat import DPSGD, Defense, split_defense
@@ -161,8 +161,8 @@ def local_update(
                 keep = torch.rand(len(x)) < batch_size / len(x)  # [n] Poisson sampling, rate q = b / n
                 xb, yb = x[keep], y[keep]
             if dp is None:
-                loss = loss_fn(model(xb), yb)
-                grads = dict(zip(params, torch.autograd.grad(loss, list(params.values())), strict=True))
+                step = batch_grads(model, loss_fn, xb, yb)
+                grads, loss = step.grads, step.loss
             else:
                 grads, loss = _dp_step(model, params, loss_fn, xb, yb, dp, len(x) if full else batch_size)
             if k == 0:

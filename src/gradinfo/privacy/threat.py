@@ -28,7 +28,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from gradinfo.capture import clipped_grad_sum
+from gradinfo.capture import batch_grads, clipped_grad_sum
 from gradinfo.core.types import Grads, LossFn
 from gradinfo.core.validate import positive, positive_int
 from gradinfo.transform import GradTransform, chain
@@ -204,10 +204,7 @@ def _step_grad(
 ) -> Grads:
     """The client's gradient at its current parameters: plain batch mean, or DP-SGD's noisy clipped mean."""
     if dp is None:
-        with torch.enable_grad():
-            loss = loss_fn(client(inputs), targets)
-            grads = torch.autograd.grad(loss, list(params.values()))
-        return dict(zip(params, grads, strict=True))
+        return batch_grads(client, loss_fn, inputs, targets).grads
     batch = inputs.shape[0]
     total = clipped_grad_sum(client, loss_fn, inputs, targets, dp.max_norm)
     std = dp.noise_multiplier * dp.max_norm
