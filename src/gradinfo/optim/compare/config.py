@@ -87,6 +87,8 @@ class CompareConfig(JobConfig):
     @field_validator("optimizers", mode="before")
     @classmethod
     def _drop_empty_names(cls, value: Any) -> Any:
+        """``"adamw,,sinkgd"`` -> ``("adamw", "sinkgd")``; runs before ``_check_optimizers`` (pydantic runs a
+        field's before-validators last-defined first)."""
         names = split_names(value)
         if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names):
             raise ValueError(f"must be comma-separated optimizer names, got {value!r}")
