@@ -204,54 +204,6 @@ def audit(
     )
 
 
-@app.command("compare-optimizers")
-def compare_optimizers(
-    task: str | None = typer.Option(None, "--task", help="tiny-lm (default), mlp-digits or cnn-photos."),
-    optimizers: str | None = typer.Option(
-        None,
-        "--optimizers",
-        help="Comma-separated: adamw,diffgrad,sinkgd,galore,qgalore,mfac (default: all).",
-    ),
-    steps: str | None = typer.Option(None, "--steps", help="Optimizer steps per optimizer (default 200)."),
-    lr: str | None = typer.Option(
-        None,
-        "--lr",
-        help="One learning rate for all, or name=lr pairs (adamw=1e-3,mfac=0.01); default per task.",
-    ),
-    batch_size: str | None = typer.Option(None, "--batch-size", help="Batch size (default per task)."),
-    seed: str | None = typer.Option(None, "--seed", help="Seed of model, data and batches (default 0)."),
-    out: str = typer.Option(
-        "gradinfo-compare", "--out", help="Output folder (resumed if it holds this comparison)."
-    ),
-) -> None:
-    """Train one seeded model with each optimizer: loss curves, final metrics, state bytes and step times.
-
-    Writes report.html, curves.png and results.jsonl (one line per finished optimizer) into --out; rerun with
-    the same options to resume an interrupted comparison (finished optimizers are skipped, an unfinished one
-    continues from its checkpoint).
-    """
-    from gradinfo.optim.compare import compare, make_config
-
-    given = {
-        "task": task, "optimizers": optimizers, "steps": steps, "lr": lr, "batch_size": batch_size,
-        "seed": seed, "out": out,
-    }  # fmt: skip
-    result = compare(make_config(**given))
-    table = Table("optimizer", "held-out loss", "held-out acc.", "state + proj. MB", "step ms")
-    for r in result.rows:
-        loss = "diverged" if r["test_loss"] is None else f"{r['test_loss']:.4f}"
-        acc = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.3f}"
-        table.add_row(
-            r["optimizer"], loss, acc, f"{r['state_and_projector_bytes'] / 1e6:.3f}", f"{r['step_ms']:.2f}"
-        )
-    console = Console()
-    console.print(table)
-    console.print(
-        f"comparison finished in {result.seconds:.0f} s ({result.computed} optimizers trained, "
-        f"{result.reused} reused from an earlier run); report: {result.report}"
-    )
-
-
 @app.command()
 def prune(
     model: str | None = typer.Option(

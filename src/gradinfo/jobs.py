@@ -4,5 +4,6 @@
 from __future__ import annotations
 
 from gradinfo.core.job import Job
+from gradinfo.optim.compare import JOB as COMPARE
 
-JOBS: tuple[Job, ...] = ()
+JOBS: tuple[Job, ...] = (COMPARE,)

@@ -1,5 +1,5 @@
-"""The compare-optimizers job: validation, files written, bytes, resume (between and within optimizers),
-damaged or foreign output folders, and the command line."""
+"""The compare-optimizers run: files written, bytes, resume (between and within optimizers), damaged or
+foreign output folders."""
 
 from __future__ import annotations
 
@@ -9,26 +9,19 @@ from typing import Any
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-import gradinfo.optim.compare as job
-from gradinfo.cli import app
-from gradinfo.optim.compare import (
-    DEFAULT_LR,
-    OPTIMIZERS,
-    CompareConfigError,
-    CompareError,
-    build_model,
-    compare,
-    make_config,
-)
+import gradinfo.optim.compare.run as job
+from gradinfo.core.jobdir import JobDirError
+from gradinfo.optim.compare import OPTIMIZERS, CompareConfig, compare, make_config
+from gradinfo.optim.compare.optimizers import NGRADS
+from gradinfo.tasks import TASKS
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def tiny(out: Path, **options: Any) -> job.CompareConfig:
+def tiny(out: Path, **options: Any) -> CompareConfig:
     given = {
         "task": "mlp-digits",
         "optimizers": "adamw,sinkgd,mfac",
@@ -37,56 +30,6 @@ def tiny(out: Path, **options: Any) -> job.CompareConfig:
         "out": out,
     }
     return make_config(**{**given, **options})
-
-
-# ------------------------------------------------------------------ validation
-
-
-def test_every_mistake_is_reported_at_once_one_line_each(tmp_path: Path) -> None:
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(CompareConfigError) as caught:
-        make_config(
-            task="mnist", optimizers="adamw,lion", steps=0, lr="-1", batch_size="two", seed=-3,
-            out=tmp_path / "file",
-        )  # fmt: skip
-    found = caught.value.lines
-    assert [line.split(":")[0] for line in found] == [
-        "--task", "--optimizers", "--steps", "--lr", "--batch-size", "--seed", "--out",
-    ]  # fmt: skip
-    assert "valid: tiny-lm, mlp-digits, cnn-photos" in found[0]
-    assert "'lion'" in found[1] and ", ".join(OPTIMIZERS) in found[1]
-    assert not (tmp_path / "out").exists()
-
-
-@pytest.mark.parametrize(
-    ("options", "fragment"),
-    [
-        ({"optimizers": "adamw,adamw"}, "--optimizers: optimizers repeat"),
-        ({"optimizers": " , "}, "--optimizers: give at least one optimizer"),
-        ({"lr": "adamw=0.1,sgd=1"}, "--lr: unknown optimizer 'sgd'"),
-        ({"lr": "adamw=abc"}, "--lr: learning rates must be positive numbers, got adamw='abc'"),
-        ({"lr": "nan"}, "--lr: must be a positive number"),
-        ({"optimizers": "adamw", "lr": "mfac=0.1"}, "--lr: 'mfac' not among --optimizers (adamw)"),
-        ({"steps": 2.5}, "--steps: must be an int >= 1"),
-        ({"colour": "red"}, "unknown compare-optimizers option(s) colour"),
-    ],
-)
-def test_each_bad_input_gets_its_own_clear_line(
-    options: dict[str, Any], fragment: str, tmp_path: Path
-) -> None:
-    with pytest.raises(CompareConfigError) as caught:
-        make_config(out=tmp_path / "o", **options)
-    assert len(caught.value.lines) == 1 and fragment in caught.value.lines[0], caught.value.lines
-
-
-def test_learning_rates_defaults_one_for_all_and_overrides(tmp_path: Path) -> None:
-    assert make_config(task="cnn-photos", out=tmp_path).learning_rates() == DEFAULT_LR["cnn-photos"]
-    assert set(make_config(lr="0.05", out=tmp_path).learning_rates().values()) == {0.05}
-    rates = make_config(task="tiny-lm", lr="sinkgd=0.03, mfac=2e-4", out=tmp_path).learning_rates()
-    assert rates == {**DEFAULT_LR["tiny-lm"], "sinkgd": 0.03, "mfac": 2e-4}
-    config = make_config(task="tiny-lm", optimizers="adamw", out=tmp_path)
-    assert config.fingerprint()["lr"] == {"adamw": DEFAULT_LR["tiny-lm"]["adamw"]}
-    assert config.batch() == job.DEFAULT_BATCH["tiny-lm"]
 
 
 # ------------------------------------------------------------------ running
@@ -105,19 +48,19 @@ def test_runs_writes_files_and_measures_real_state_bytes(tmp_path: Path) -> None
     result = compare(tiny(out), progress=False)
     rows = lines(out / "results.jsonl")
     assert [r["optimizer"] for r in rows] == ["adamw", "sinkgd", "mfac"] and rows == result.rows
-    assert (result.computed, result.reused) == (3, 0)
+    assert (result.computed, result.reused) == (("adamw", "sinkgd", "mfac"), ())
     assert not any((out / "checkpoints").glob("*.pt"))
     for r in rows:
         assert r["steps"] == 4 and len(r["train_losses"]) == 4 and r["diverged_at_step"] is None
         assert 0 <= r["test_accuracy"] <= 1 and r["test_loss"] > 0 and r["step_ms"] > 0
     # reference byte counts from the parameter shapes alone
-    sizes = [p.numel() for p in build_model("mlp-digits", 0).parameters()]  # fc1 w, b, fc2 w, b, fc3 w, b
+    sizes = [p.numel() for p in TASKS["mlp-digits"].model(0).parameters()]  # fc1 w, b, fc2 w, b, fc3 w, b
     total = sum(sizes)
     by_name = {r["optimizer"]: r for r in rows}
     assert by_name["adamw"]["optimizer_state_bytes"] == 4 * (2 * total + len(sizes))  # moments + step scalars
     adam_part = total - sizes[0] - sizes[2]  # SinkGD normalises fc1 and fc2 weights statelessly
     assert by_name["sinkgd"]["optimizer_state_bytes"] == 4 * 2 * adam_part
-    window, gram = 4 * job.NGRADS * total, 8 * job.NGRADS**2
+    window, gram = 4 * NGRADS * total, 8 * NGRADS**2
     assert by_name["mfac"]["optimizer_state_bytes"] == window + gram
     assert by_name["adamw"]["weight_bytes"] == 4 * total
     page = result.report.read_text()
@@ -168,10 +111,10 @@ def test_resume_skips_finished_optimizers(tmp_path: Path, monkeypatch: pytest.Mo
     calls.clear()
     monkeypatch.setattr(job, "train_one", lambda c, n, *a: calls.append(n) or real(c, n, *a))
     result = compare(config, progress=False)
-    assert calls == ["mfac"] and (result.computed, result.reused) == (1, 2)
+    assert calls == ["mfac"] and (result.computed, result.reused) == (("mfac",), ("adamw", "sinkgd"))
     assert result.rows[:2] == first
     calls.clear()
-    assert compare(config, progress=False).computed == 0 and calls == []
+    assert compare(config, progress=False).computed == () and calls == []
 
 
 def test_interrupted_optimizer_continues_from_its_checkpoint_bit_identically(
@@ -221,7 +164,7 @@ def test_truncated_last_line_is_dropped_and_its_optimizer_redone(tmp_path: Path)
     text = path.read_text()
     path.write_text(text[: len(text) - 40])  # killed mid-write of the last line
     result = compare(tiny(out, optimizers="adamw,sinkgd"), progress=False)
-    assert (result.computed, result.reused) == (1, 1)
+    assert (result.computed, result.reused) == (("sinkgd",), ("adamw",))
     assert [r["optimizer"] for r in lines(path)] == ["adamw", "sinkgd"]
 
 
@@ -231,7 +174,7 @@ def test_corrupt_line_or_checkpoint_is_an_error_and_nothing_is_overwritten(tmp_p
     path = out / "results.jsonl"
     damaged = "{not json\n" + path.read_text().splitlines()[1] + "\n"
     path.write_text(damaged)
-    with pytest.raises(CompareError, match="line 1 is corrupt"):
+    with pytest.raises(JobDirError, match="line 1 is corrupt"):
         compare(tiny(out, optimizers="adamw,sinkgd"), progress=False)
     assert path.read_text() == damaged
 
@@ -240,7 +183,7 @@ def test_corrupt_line_or_checkpoint_is_an_error_and_nothing_is_overwritten(tmp_p
     (other / "results.jsonl").write_text("")
     (other / "checkpoints").mkdir(exist_ok=True)
     (other / "checkpoints" / "adamw.pt").write_bytes(b"garbage")
-    with pytest.raises(CompareError, match=r"checkpoint .*adamw\.pt.* is corrupt .* delete it"):
+    with pytest.raises(JobDirError, match=r"checkpoint .*adamw\.pt.* is corrupt .* delete it"):
         compare(tiny(other, optimizers="adamw"), progress=False)
     assert (other / "checkpoints" / "adamw.pt").read_bytes() == b"garbage"
 
@@ -249,44 +192,19 @@ def test_foreign_folder_and_other_config_are_refused_untouched(tmp_path: Path) -
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("precious")
-    with pytest.raises(CompareError, match="not empty and holds no optimizer comparison"):
+    with pytest.raises(JobDirError, match="not empty and holds no optimizer comparison"):
         compare(tiny(mine), progress=False)
     assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
 
     audit = tmp_path / "audit"
     audit.mkdir()
     (audit / "manifest.json").write_text(json.dumps({"digest": "x", "config": {}}))
-    with pytest.raises(CompareError, match="corrupt or not ours"):
+    with pytest.raises(JobDirError, match="corrupt or not ours"):
         compare(tiny(audit), progress=False)
 
     out = tmp_path / "cmp"
     compare(tiny(out, optimizers="adamw"), progress=False)
     before = (out / "results.jsonl").read_text()
-    with pytest.raises(CompareError, match="steps: 4 there, 5 now"):
+    with pytest.raises(JobDirError, match="steps: 4 there, 5 now"):
         compare(tiny(out, optimizers="adamw", steps=5), progress=False)
     assert (out / "results.jsonl").read_text() == before
-
-
-# ------------------------------------------------------------------ command line
-
-
-def test_cli_bad_input_exits_2_one_line_per_mistake(tmp_path: Path) -> None:
-    args = ["compare-optimizers", "--task", "mnist", "--optimizers", "adamw,lion", "--steps", "0"]
-    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2
-    found = result.stderr.strip().splitlines()
-    assert len(found) == 3 and found[0].startswith("error: --task: unknown task 'mnist'"), result.stderr
-    assert found[1].startswith("--optimizers:") and found[2].startswith("--steps:")
-    assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
-
-
-def test_cli_runs_and_resumes(tmp_path: Path) -> None:
-    out = tmp_path / "o"
-    args = ["compare-optimizers", "--task", "mlp-digits", "--optimizers", "adamw,diffgrad", "--steps", "2"]
-    args += ["--batch-size", "8", "--lr", "diffgrad=0.01", "--out", str(out)]
-    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.output
-    assert "2 optimizers trained, 0 reused" in result.stdout and (out / "report.html").is_file()
-    assert [r["lr"] for r in lines(out / "results.jsonl")] == [DEFAULT_LR["mlp-digits"]["adamw"], 0.01]
-    again = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
-    assert again.exit_code == 0 and "0 optimizers trained, 2 reused" in again.stdout
