@@ -4,5 +4,6 @@
 from __future__ import annotations
 
 from gradinfo.core.job import Job
+from gradinfo.privacy.audit import JOB as AUDIT
 
-JOBS: tuple[Job, ...] = ()
+JOBS: tuple[Job, ...] = (AUDIT,)
