@@ -152,55 +152,6 @@ app = build_app(JOBS)
 """The ``gradinfo`` command line."""
 
 
-@app.command()
-def audit(
-    model: str | None = typer.Option(
-        None, "--model", help="'module:factory' building your nn.Module (default: a small CNN with dropout)."
-    ),
-    data: str | None = typer.Option(
-        None,
-        "--data",
-        help="photos (default), digits, a folder of images (a sub-folder per class) or an .npz "
-        "with x [N, C, H, W] and y [N].",
-    ),
-    attacks: str | None = typer.Option(None, "--attacks", help="Comma-separated attack names."),
-    defenses: str | None = typer.Option(None, "--defenses", help="Comma-separated defense names."),
-    batch_sizes: str | None = typer.Option(None, "--batch-sizes", help="Comma-separated victim batch sizes."),
-    iterations: str | None = typer.Option(None, "--iterations", help="Attack iterations per cell."),
-    restarts: str | None = typer.Option(None, "--restarts", help="Attack restarts per cell."),
-    clients: str | None = typer.Option(None, "--clients", help="Federated clients (default 10)."),
-    rounds: str | None = typer.Option(None, "--rounds", help="Federated rounds of the utility runs."),
-    local_steps: str | None = typer.Option(None, "--local-steps", help="Local steps per round."),
-    seed: str | None = typer.Option(None, "--seed", help="Seed of everything (default 0)."),
-    engine: str | None = typer.Option(
-        None, "--engine", help="Utility runs: inprocess (default) or flower (Flower's simulation, Ray)."
-    ),
-    out: str = typer.Option(
-        "gradinfo-audit", "--out", help="Output folder (resumed if it holds this audit)."
-    ),
-    full: bool = typer.Option(False, "--full", help="The bigger grid: more batch sizes, iterations, rounds."),
-) -> None:
-    """Audit how much a model's shared gradients leak under each defense, and what each defense costs.
-
-    Writes report.html, results.jsonl (one line per finished cell) and PNG figures into --out; rerun with
-    the same options to resume an interrupted audit.
-    """
-    from gradinfo.privacy.audit import audit as run_audit
-    from gradinfo.privacy.audit import make_config
-    from gradinfo.privacy.audit.config import FULL
-
-    given = {
-        "model": model, "data": data, "attacks": attacks, "defenses": defenses, "batch_sizes": batch_sizes,
-        "iterations": iterations, "restarts": restarts, "clients": clients, "rounds": rounds,
-        "local_steps": local_steps, "seed": seed, "engine": engine, "out": out,
-    }  # fmt: skip
-    if full:
-        given = {**FULL, **{k: v for k, v in given.items() if v is not None}}
-    result = run_audit(make_config(**given))
-    console = Console()
-    console.print(
-        f"audit finished in {result.seconds:.0f} s ({result.computed} cells computed, {result.reused} reused "
-        f"from an earlier run); report: {result.report}"
     )
 
 

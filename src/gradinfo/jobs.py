@@ -5,5 +5,6 @@ from __future__ import annotations
 
 from gradinfo.core.job import Job
 from gradinfo.optim.compare import JOB as COMPARE
+from gradinfo.privacy.audit import JOB as AUDIT
 
-JOBS: tuple[Job, ...] = (COMPARE,)
+JOBS: tuple[Job, ...] = (AUDIT, COMPARE)

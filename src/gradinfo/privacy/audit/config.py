@@ -1,20 +1,28 @@
-"""What an audit runs: a pydantic model of every input, checked in full before any work starts.
+"""What an audit runs: its :class:`AuditConfig` (every option, checked in full before any work starts).
 
-Every mistake is collected, across fields and resources (an unknown attack, a batch size of 0, a folder
-without images, an ``.npz`` without ``x``/``y``, a ``module:factory`` that does not import or does not
-return an ``nn.Module``), and raised once as :class:`AuditConfigError`, one line per mistake, each line
-naming the command-line option it concerns.
+Every field mistake (an unknown attack, a batch size of 0, a missing ``.npz``, a model that is not
+``module:factory``) is collected and raised once as :class:`~gradinfo.core.jobconfig.JobConfigError`, one line
+per mistake, each naming the command-line option it concerns; the resources themselves (images, arrays, the
+model a factory builds) are checked by :func:`gradinfo.privacy.audit.setup.prepare`, with the same error.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import Field, field_validator
 
-from gradinfo.core.jobconfig import JobConfigError, OutDir, build_config, choice_field, int_field, is_int
+from gradinfo.core.jobconfig import (
+    JobConfig,
+    OutDir,
+    Preset,
+    choice_field,
+    int_field,
+    is_int,
+    names_field,
+    split_names,
+)
 
 ATTACKS: dict[str, str] = {
     "inverting_gradients": "cosine gradient matching + TV, signed Adam (Geiping et al. 2020)",
@@ -43,61 +51,20 @@ DEFAULT_ATTACKS: tuple[str, ...] = (
     "label_recovery",
     "sketched_inversion",
 )
-DEFAULT_DEFENSES: tuple[str, ...] = tuple(DEFENSES)
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 BUILTIN_DATA: tuple[str, ...] = ("photos", "digits")
-ENGINES: tuple[str, ...] = ("inprocess", "flower")
-"""How utility runs train: gradinfo's in-process FedAvg loop, or Flower's simulation engine (Ray)."""
-
-QUICK = {"batch_sizes": (1, 4), "iterations": 200, "rounds": 15, "local_steps": 6, "restarts": 1}
-FULL = {"batch_sizes": (1, 2, 4, 8), "iterations": 400, "rounds": 30, "local_steps": 6, "restarts": 2}
-"""The default grid (sized for <= 5 minutes on 2 CPU cores) and the ``--full`` one (options given
-explicitly override either)."""
-
-OPTION = {
-    "model": "--model",
-    "data": "--data",
-    "attacks": "--attacks",
-    "defenses": "--defenses",
-    "batch_sizes": "--batch-sizes",
-    "iterations": "--iterations",
-    "restarts": "--restarts",
-    "clients": "--clients",
-    "rounds": "--rounds",
-    "local_steps": "--local-steps",
-    "seed": "--seed",
-    "engine": "--engine",
-    "out": "--out",
+ENGINES: dict[str, str] = {
+    "inprocess": "gradinfo's in-process FedAvg loop",
+    "flower": "Flower's simulation engine, on Ray",
 }
-"""The command-line option of every field, used to name the option in error lines."""
+"""How utility runs train, by name."""
 
 
-class AuditConfigError(JobConfigError):
-    """One or more mistakes in an audit's inputs; ``lines`` holds one message per mistake."""
+class AuditConfig(JobConfig):
+    """The inputs of ``gradinfo audit``; every field is checked when the config is built.
 
-
-def _names(value: Any) -> Any:
-    """``"a,b"`` -> ``("a", "b")``; lists pass through (items stripped when strings)."""
-    if isinstance(value, str):
-        value = [v for v in value.split(",")]
-    if isinstance(value, (list, tuple)):
-        return tuple(v.strip() if isinstance(v, str) else v for v in value)
-    return value
-
-
-def _known(kind: str, names: tuple[str, ...], valid: dict[str, str]) -> tuple[str, ...]:
-    if not names:
-        raise ValueError(f"give at least one {kind}; valid: {', '.join(valid)}")
-    unknown = [n for n in names if n not in valid]
-    if unknown:
-        raise ValueError(f"unknown {kind} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"{kind}s repeat: {', '.join(names)}")
-    return names
-
-
-class AuditConfig(BaseModel):
-    """The inputs of ``gradinfo audit``; every field is checked when the model is built.
+    The defaults are a grid sized for <= 5 minutes on 2 CPU cores; the preset ``full`` (``--full``) is the
+    bigger one.
 
     Attributes:
         model: ``"module:factory"`` building the audited ``nn.Module`` (called with no arguments, under the
@@ -119,46 +86,45 @@ class AuditConfig(BaseModel):
         out: the output folder.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+    job = "audit"
+    presets: ClassVar[dict[str, Preset]] = {
+        "full": Preset(
+            "The bigger grid",
+            {"batch_sizes": (1, 2, 4, 8), "iterations": 400, "rounds": 30, "local_steps": 6, "restarts": 2},
+        )
+    }
 
-    model: str | None = None
-    data: str = "photos"
-    attacks: tuple[str, ...] = DEFAULT_ATTACKS
-    defenses: tuple[str, ...] = DEFAULT_DEFENSES
-    batch_sizes: tuple[int, ...] = QUICK["batch_sizes"]
-    iterations: int = QUICK["iterations"]
-    restarts: int = QUICK["restarts"]
-    clients: int = 10
-    rounds: int = QUICK["rounds"]
-    local_steps: int = QUICK["local_steps"]
-    seed: int = 0
-    engine: str = "inprocess"
-    out: OutDir = Path("gradinfo-audit")
+    model: str | None = Field(
+        None, description="'module:factory' building your nn.Module (default: a small CNN with dropout)."
+    )
+    data: str = Field(
+        "photos",
+        description=f"{', '.join(BUILTIN_DATA)}, a folder of images (a sub-folder per class) or an .npz with "
+        "x [N, C, H, W] and y [N].",
+    )
+    attacks: tuple[str, ...] = Field(DEFAULT_ATTACKS, description=f"Comma-separated: {', '.join(ATTACKS)}.")
+    defenses: tuple[str, ...] = Field(tuple(DEFENSES), description=f"Comma-separated: {', '.join(DEFENSES)}.")
+    batch_sizes: tuple[int, ...] = Field((1, 4), description="Comma-separated victim batch sizes.")
+    iterations: int = Field(200, description="Attack iterations per cell.")
+    restarts: int = Field(1, description="Attack restarts per cell.")
+    clients: int = Field(10, description="Federated clients.")
+    rounds: int = Field(15, description="Federated rounds of the utility runs.")
+    local_steps: int = Field(6, description="Local steps per round.")
+    seed: int = Field(0, description="Seed of everything.")
+    engine: str = Field(
+        "inprocess", description="Utility runs: " + "; ".join(f"{k} ({v})" for k, v in ENGINES.items()) + "."
+    )
+    out: OutDir = Field(Path("gradinfo-audit"), description="Output folder (resumed if it holds this audit).")
 
-    @field_validator("attacks", mode="before")
-    @classmethod
-    def _split_attacks(cls, value: Any) -> Any:
-        return _names(value)
-
-    @field_validator("defenses", mode="before")
-    @classmethod
-    def _split_defenses(cls, value: Any) -> Any:
-        return _names(value)
-
-    @field_validator("attacks")
-    @classmethod
-    def _check_attacks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _known("attack", value, ATTACKS)
-
-    @field_validator("defenses")
-    @classmethod
-    def _check_defenses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _known("defense", value, DEFENSES)
+    _check_attacks = names_field("attacks", ATTACKS, kind="attack")
+    _check_defenses = names_field("defenses", DEFENSES, kind="defense")
+    _check_seed = int_field("seed", minimum=0)
+    _check_engine = choice_field("engine", ENGINES, kind="engine")
 
     @field_validator("batch_sizes", mode="before")
     @classmethod
     def _check_batch_sizes(cls, value: Any) -> Any:
-        items = _names(value)
+        items = split_names(value)
         if not isinstance(items, tuple) or not items:
             raise ValueError(f"batch sizes must be a list of positive ints such as 1,4; got {value!r}")
         bad = [v for v in items if not is_int(v, 1)]
@@ -182,10 +148,6 @@ class AuditConfig(BaseModel):
         if not is_int(value, 2):
             raise ValueError(f"must be an int >= 2 (a federation), got {value!r}")
         return int(value)
-
-    _check_seed = int_field("seed", minimum=0)
-
-    _check_engine = choice_field("engine", ENGINES, kind="engine")
 
     @field_validator("model")
     @classmethod
@@ -213,16 +175,3 @@ class AuditConfig(BaseModel):
             f"{value!r} is not a built-in dataset ({', '.join(BUILTIN_DATA)}), an existing folder of images "
             "or an .npz file"
         )
-
-    def fingerprint(self) -> dict[str, Any]:
-        """Every field that changes results (all but ``out``), as JSON-ready values."""
-        return json.loads(self.model_dump_json(exclude={"out"}))
-
-
-def make_config(**options: Any) -> AuditConfig:
-    """The :class:`AuditConfig` of ``options``, its fields by name (None keeps a field's default).
-
-    Raises:
-        AuditConfigError: every field mistake at once, one line each, starting with the option it concerns.
-    """
-    return build_config(AuditConfig, options, job="audit", option=OPTION, error=AuditConfigError)

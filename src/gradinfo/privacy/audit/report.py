@@ -1,8 +1,9 @@
-"""``report.html`` and its figures, from the rows of ``results.jsonl`` and the cells' saved images.
+"""What a person reads: ``report.html`` and its figures, and the command line's end-of-run line.
 
-Figures are drawn with matplotlib's object API (``Figure`` + Agg canvas: no pyplot state, no display) and
-saved as PNGs under ``figures/``, linked from the HTML by relative paths, so the folder can be moved or
-zipped whole.
+:func:`write_report` draws the report from the rows of ``results.jsonl`` and the cells' saved images;
+:func:`summary` is what ``gradinfo audit`` prints when it returns. Figures are drawn with matplotlib's
+object API (``Figure`` + Agg canvas: no pyplot state, no display) and saved as PNGs under ``figures/``,
+linked from the HTML by relative paths, so the folder can be moved or zipped whole.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from gradinfo import __version__
+from gradinfo.core.job import JobResult
+from gradinfo.privacy.audit.cell import CELLS, SMOOTH
 from gradinfo.privacy.audit.config import ATTACKS, DEFENSES
-from gradinfo.privacy.audit.run import SMOOTH
 from gradinfo.privacy.audit.setup import CLIP, DELTA, DP_TARGETS, LOCAL_BATCH, Setup
 
 FIGURES = "figures"
@@ -60,7 +62,7 @@ def _grid(defense: str, rows: list[dict[str, Any]], out: Path) -> str | None:
     """The reconstruction grid of one defense: originals, then one row per image attack; None if empty."""
     attacks: dict[str, list[tuple[int, Path]]] = {}
     for r in rows:
-        path = out / "cells" / f"{r['cell']}.npz"
+        path = out / CELLS / f"{r['cell']}.npz"
         if r["kind"] == "attack" and r["defense"] == defense and path.is_file():
             attacks.setdefault(r["attack"], []).append((r["batch_size"], path))
     if not attacks:
@@ -278,3 +280,11 @@ def write_report(
     path = out / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def summary(result: JobResult) -> list[str]:
+    """What ``gradinfo audit`` prints when its run returns: the time, cells computed and reused, report."""
+    return [
+        f"audit finished in {result.seconds:.0f} s ({len(result.computed)} cells computed, "
+        f"{len(result.reused)} reused from an earlier run); report: {result.report}"
+    ]

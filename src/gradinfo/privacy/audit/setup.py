@@ -3,7 +3,7 @@
 :func:`prepare` loads the data, builds the model, checks that they fit each other and the chosen
 defenses, splits the training data over the clients (non-IID, 3 classes per client) and computes the
 DP-SGD noise multiplier of every DP setting. Every mistake found is collected and raised once as an
-:class:`~gradinfo.privacy.audit.config.AuditConfigError`, one line each.
+:class:`~gradinfo.core.jobconfig.JobConfigError`, one line each.
 
 DP accounting. A utility run's client takes ``local_steps`` DP-SGD steps per round on Poisson-sampled
 minibatches of its own data (each of its n_k examples joins a step with probability q_k = b / n_k, b =
@@ -28,10 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gradinfo.core.jobconfig import JobConfigError
 from gradinfo.datasets import load
 from gradinfo.models import cnn, load_model
 from gradinfo.privacy.accounting import epsilon, noise_for_epsilon
-from gradinfo.privacy.audit.config import IMAGE_SUFFIXES, AuditConfig, AuditConfigError
+from gradinfo.privacy.audit.config import IMAGE_SUFFIXES, AuditConfig
 from gradinfo.privacy.fedavg import Client, split_non_iid
 
 DELTA = 1e-5
@@ -220,7 +221,7 @@ def prepare(config: AuditConfig) -> Setup:
     """Load and check everything; raise every mistake at once.
 
     Raises:
-        AuditConfigError: one line per mistake.
+        JobConfigError: one line per mistake.
     """
     errors: list[str] = []
     data = model = None
@@ -264,7 +265,7 @@ def prepare(config: AuditConfig) -> Setup:
             except ValueError as err:
                 errors.append(f"--rounds/--local-steps: DP setting {name}: {err}")
     if errors:
-        raise AuditConfigError(errors)
+        raise JobConfigError(errors)
     assert model is not None and data is not None  # every failure above appended an error
     template = model.train()
     num_params = sum(p.numel() for p in template.parameters() if p.requires_grad)
