@@ -152,9 +152,6 @@ app = build_app(JOBS)
 """The ``gradinfo`` command line."""
 
 
-    )
-
-
 @app.command()
 def prune(
     model: str | None = typer.Option(
