@@ -13,10 +13,13 @@ al., "Language Models are Unsupervised Multitask Learners" (2019; GPT-2, tied in
 
 from __future__ import annotations
 
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from typing import TYPE_CHECKING
 
 from gradinfo.core.validate import fraction, positive_int
 from gradinfo.models._seed import seeded
+
+if TYPE_CHECKING:  # transformers takes seconds to import: the builders import it when called
+    from transformers import GPT2LMHeadModel, LlamaForCausalLM
 
 
 def _check_heads(hidden_size: int, num_heads: int) -> None:
@@ -75,6 +78,8 @@ def tiny_llama(
     intermediate = (
         2 * hidden_size if intermediate_size is None else positive_int("intermediate_size", intermediate_size)
     )
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     config = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
@@ -131,6 +136,8 @@ def tiny_gpt2(
     _check_heads(hidden_size, num_heads)
     if fraction("dropout", dropout, closed=True) == 1.0:
         raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+    from transformers import GPT2Config, GPT2LMHeadModel
+
     config = GPT2Config(
         vocab_size=vocab_size,
         n_embd=hidden_size,

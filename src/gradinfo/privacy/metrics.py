@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from gradinfo.core.validate import positive
 
@@ -61,6 +60,8 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     data_range = positive("data_range", data_range)
     x, y = _check_pair(x, y, min_dim=2, layout="[B, ...]")
     dims = tuple(range(1, x.dim()))
+    from torchmetrics.functional.image import peak_signal_noise_ratio  # seconds to import: on first use
+
     return peak_signal_noise_ratio(x, y, data_range=data_range, reduction="none", dim=dims)  # [B]
 
 
@@ -91,6 +92,8 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
             f"ssim needs images of at least {_SSIM_PAD + 1} x {_SSIM_PAD + 1} pixels (its window reaches "
             f"{_SSIM_PAD} pixels out), got {tuple(x.shape[-2:])}"
         )
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     return structural_similarity_index_measure(  # [B]
         x, y, sigma=_SSIM_SIGMA, data_range=data_range, reduction="none"
     )
