@@ -22,9 +22,9 @@ the ratios ours / torch-pruning.
 
 Part 2, the empirical Fisher diagonal of the packaged MiniLM encoder's MLP weights (12 matrices, 7.1M
 parameters) under GAPrune's InfoNCE loss on ``--pairs`` finance query-passage examples: the true
-per-example Fisher ``(1/N) sum_i g_i^2`` (:func:`gradinfo.compress.importance.fisher_diag`, per-example
+per-example Fisher ``(1/N) sum_i g_i^2`` (:func:`gradinfo.compress.scores.fisher_diag`, per-example
 gradients in chunks of ``chunk_size`` examples) against the squared batch gradient ``g^2``
-(:func:`gradinfo.compress.importance.mean_grad` squared, one backward), which is what many pruning codes use
+(:func:`gradinfo.compress.scores.mean_grad` squared, one backward), which is what many pruning codes use
 instead. Each variant runs in its own fresh Python process; peak memory is the growth of the process's
 peak resident set (``resource.getrusage(...).ru_maxrss``) over its value after model and data are loaded.
 The relative difference ``||F - g^2|| / ||F||`` shows how far the approximation is from the Fisher.
@@ -161,7 +161,7 @@ def fisher_worker(kind: str, pairs: int, chunk: int | None) -> None:
     from transformers import AutoModel, AutoTokenizer
 
     from gradinfo.compress.gaprune import SentenceEncoder, contrastive_batches, info_nce, prunable_weights
-    from gradinfo.compress.importance import fisher_diag, mean_grad
+    from gradinfo.compress.scores import fisher_diag, mean_grad
     from gradinfo.datasets.pairs import finance_pairs
     from gradinfo.models import minilm_path
 

@@ -1,17 +1,16 @@
 """Compression from gradient information: importance scores, structural and unstructured pruning.
 
-The shared scores live in :mod:`gradinfo.compress.importance`; its functions are re-exported here, so
-``gradinfo.compress.importance`` is the function :func:`gradinfo.compress.importance.importance` (import
-the module's other names with ``from gradinfo.compress.importance import ...``). Each method lives in its
-own module, imported below so its registration runs.
+The shared scores live in :mod:`gradinfo.compress.scores` and are re-exported here
+(``gradinfo.compress.importance`` is the element-importance function). Each method lives in its own module,
+imported below so its registration runs.
 """
 
 from gradinfo.compress.gaprune import GAPruneReport, SentenceEncoder, gaprune
 from gradinfo.compress.gm_nas import EdgeSplit, gm_nas, split_ops
-from gradinfo.compress.importance import aggregate, fisher_diag, group_taylor, importance, mean_grad
 from gradinfo.compress.llm_pruner import PruneReport, llm_pruner, load_pruned, lora_recover
 from gradinfo.compress.modegpt import ModeGPTReport, ModularAttention, modegpt
 from gradinfo.compress.obs_prune import OBSReport, obs_prune
+from gradinfo.compress.scores import aggregate, fisher_diag, group_taylor, importance, mean_grad
 from gradinfo.compress.snella import SnellaController, SnellaLinear, lora, snella
 
 __all__ = [

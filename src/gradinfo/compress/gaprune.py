@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradinfo.compress.importance import fisher_diag, mean_grad
+from gradinfo.compress.scores import fisher_diag, mean_grad
 from gradinfo.core.registry import Conformance, register
 from gradinfo.core.types import LossFn
 from gradinfo.core.validate import fraction, one_of, positive, positive_int

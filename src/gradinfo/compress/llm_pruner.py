@@ -10,7 +10,7 @@ Ma, Fang, Wang, "LLM-Pruner: On the Structural Pruning of Large Language Models"
    tests check the two agree for every architecture's MLP channels and for Llama's and BERT's heads, and
    check GPT-2's and grouped-query heads by masking); nn.Linear surgery is done with torch-pruning's
    ``prune_linear_out_channels``/``prune_linear_in_channels``.
-2. **Importance** of a weight element (:mod:`gradinfo.compress.importance`, paper Eq. 4-5): ``|w g|``
+2. **Importance** of a weight element (:mod:`gradinfo.compress.scores`, paper Eq. 4-5): ``|w g|``
    (``taylor``, the paper's element-wise first order), ``w^2 F / 2`` (``fisher``), ``|w g - w^2 F / 2|``
    (``param_mix``) with ``F`` the per-example empirical Fisher, ``w^2`` (``l2``), random; or the
    vector-wise ``|sum_{member slice} w g|`` (``vectorize``).
@@ -42,8 +42,8 @@ import torch_pruning as tp
 from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
-from gradinfo.compress.importance import KINDS, REDUCTIONS, aggregate, mean_grad
-from gradinfo.compress.importance import importance as element_importance
+from gradinfo.compress.scores import KINDS, REDUCTIONS, aggregate, mean_grad
+from gradinfo.compress.scores import importance as element_importance
 from gradinfo.core.registry import Conformance, register
 from gradinfo.core.validate import fraction, one_of, positive, positive_int
 

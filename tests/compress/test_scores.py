@@ -114,7 +114,7 @@ def test_random_and_l2_need_no_data_and_random_is_seeded():
 
 
 def test_package_exports_the_importance_function():
-    from gradinfo.compress.importance import importance as function
+    from gradinfo.compress.scores import importance as function
 
     model = _mlp()
     assert gradinfo.compress.importance is function
