@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from gradinfo.compress.prune import JOB as PRUNE
 from gradinfo.core.job import Job
 
-JOBS: tuple[Job, ...] = ()
+JOBS: tuple[Job, ...] = (PRUNE,)
