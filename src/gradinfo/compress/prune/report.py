@@ -6,8 +6,8 @@ from typing import Any
 
 from rich.table import Table
 
+import gradinfo.compress.prune.metrics as metrics
 from gradinfo import __version__
-from gradinfo.compress.prune import metrics
 from gradinfo.compress.prune.config import PruneConfig
 from gradinfo.compress.prune.methods import METHODS
 from gradinfo.core.job import JobResult
