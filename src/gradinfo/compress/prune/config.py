@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ TRAIN_STEPS = 200
 """AdamW steps a builtin model is trained for before pruning, unless ``--train-steps`` says otherwise."""
 
 
-def _names(rows: Any) -> str:
-    return " or ".join(rows)
+def _names(names: Iterable[str]) -> str:
+    return " or ".join(names)
 
 
 _STRUCTURAL = [m.name for m in METHODS.values() if m.structural]
