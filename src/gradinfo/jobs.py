@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from gradinfo.compress.prune import JOB as PRUNE
 from gradinfo.core.job import Job
 from gradinfo.optim.compare import JOB as COMPARE
 from gradinfo.privacy.audit import JOB as AUDIT
 
-JOBS: tuple[Job, ...] = (AUDIT, COMPARE)
+JOBS: tuple[Job, ...] = (AUDIT, COMPARE, PRUNE)

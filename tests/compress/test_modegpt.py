@@ -12,7 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import DynamicCache
 
-from gradinfo.compress.modegpt import ModularAttention, allocate, cr_select, modegpt, nystrom, svd_vo
+from gradinfo.compress.modegpt import (
+    ModularAttention,
+    allocate,
+    cr_select,
+    modegpt,
+    nystrom,
+    rebuild,
+    svd_vo,
+)
 from gradinfo.models import tiny_llama
 
 
@@ -171,3 +179,21 @@ def test_bad_model_and_calibration() -> None:
     small, _ = modegpt(model, _ids(), 0.3)
     with pytest.raises(ValueError, match="already compressed"):
         modegpt(small, _ids(), 0.3)
+
+
+def test_rebuild_reshapes_a_dense_model_to_load_the_compressed_weights_exactly() -> None:
+    model, ids = tiny_llama(num_layers=3, num_heads=4, num_kv_heads=2, intermediate_size=96, seed=2), _ids()
+    small, report = modegpt(model, ids, 0.4)
+    layers = [
+        {"mlp_width": w, "qk_dim": q, "vo_rank": v}
+        for w, q, v in zip(report.mlp_width, report.qk_dim, report.vo_rank, strict=True)
+    ]
+    skeleton = tiny_llama(num_layers=3, num_heads=4, num_kv_heads=2, intermediate_size=96, seed=5)
+    rebuild(skeleton, layers)
+    skeleton.load_state_dict(small.state_dict(), strict=True)
+    assert all(isinstance(layer.self_attn, ModularAttention) for layer in skeleton.model.layers)
+    assert skeleton.config.intermediate_size == small.config.intermediate_size
+    with torch.no_grad():
+        assert torch.equal(skeleton(input_ids=ids).logits, small(input_ids=ids).logits)
+    with pytest.raises(ValueError, match="one entry per decoder layer"):
+        rebuild(tiny_llama(num_layers=3), layers[:2])

@@ -32,8 +32,9 @@ already-compressed ones). The result is the same ``LlamaForCausalLM`` object wit
 layers in every MLP (a stock ``LlamaMLP``; ``config.intermediate_size`` is updated when all layers keep the
 same width) and each ``self_attn`` replaced by :class:`ModularAttention` (query-key and value-output head
 dimensions differ and rotary positions are gathered per kept pair), so it runs, generates and trains like
-the original but does not reload with ``from_pretrained``: save it with ``torch.save``. Models with biases
-in attention or MLP projections are refused.
+the original but does not reload with ``from_pretrained``: save its state dict and the report's widths,
+and reload into a dense model reshaped by :func:`rebuild`. Models with biases in attention or MLP
+projections are refused.
 
 References:
     Lin, Gao, Ye, Zhu, Liu, Yang, Gao. MoDeGPT: Modular Decomposition for Large Language Model Compression
@@ -43,7 +44,7 @@ References:
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,7 @@ __all__ = [
     "cr_select",
     "modegpt",
     "nystrom",
+    "rebuild",
     "svd_vo",
 ]
 
@@ -515,6 +517,51 @@ def modegpt(
         sum(b.numel() for b in batches),
     )
     return model, report
+
+
+def rebuild(model: nn.Module, layers: Sequence[Mapping[str, int]]) -> None:
+    """Give a dense Llama-style ``model`` the shapes :func:`modegpt` cut it to, in place, to load its weights.
+
+    Every MLP gets ``mlp_width`` channels and every ``self_attn`` becomes a :class:`ModularAttention` with
+    ``qk_dim`` query-key and ``vo_rank`` value-output dimensions per head; the weights (and the rotary
+    index) are left uninitialised, to be replaced by the compressed model's state dict (``strict=True``
+    then fits). ``config.intermediate_size`` is updated when all layers keep the same width, as
+    :func:`modegpt` does.
+
+    Args:
+        model: a dense Llama-style causal LM of the compressed model's configuration.
+        layers: one mapping per decoder layer with ``mlp_width``, ``qk_dim`` and ``vo_rank`` (a
+            :class:`ModeGPTReport`'s ``mlp_width[i]``, ``qk_dim[i]``, ``vo_rank[i]``).
+
+    Raises:
+        ValueError: ``layers`` does not hold one entry per decoder layer.
+    """
+    if len(layers) != len(model.model.layers):
+        raise ValueError(
+            f"layers must hold one entry per decoder layer ({len(model.model.layers)}), got {len(layers)}"
+        )
+    for layer, dims in zip(model.model.layers, layers, strict=True):
+        attn, mlp = layer.self_attn, layer.mlp
+        width, qk, rank = dims["mlp_width"], dims["qk_dim"], dims["vo_rank"]
+        hidden = mlp.gate_proj.in_features
+        kv_heads = attn.k_proj.out_features // attn.head_dim
+        heads = attn.q_proj.out_features // attn.head_dim
+
+        def linear(n_in: int, n_out: int, like: nn.Linear) -> nn.Linear:
+            return nn.Linear(n_in, n_out, bias=False, dtype=like.weight.dtype)
+
+        mlp.gate_proj = linear(hidden, width, mlp.gate_proj)
+        mlp.up_proj = linear(hidden, width, mlp.up_proj)
+        mlp.down_proj = linear(width, hidden, mlp.down_proj)
+        q = linear(hidden, heads * qk, attn.q_proj)
+        k = linear(hidden, kv_heads * qk, attn.k_proj)
+        v = linear(hidden, kv_heads * rank, attn.v_proj)
+        o = linear(heads * rank, hidden, attn.o_proj)
+        index = torch.zeros(kv_heads, qk, dtype=torch.long)  # [Hkv, dq], loaded from the state dict
+        layer.self_attn = ModularAttention(attn, q, k, v, o, index)
+    widths = {d["mlp_width"] for d in layers}
+    if len(widths) == 1:
+        model.config.intermediate_size = widths.pop()
 
 
 def _conformance(seed: int) -> tuple[Tensor, ModeGPTReport]:

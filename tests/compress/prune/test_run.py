@@ -4,6 +4,7 @@ validation before any work, resume, and foreign or mismatched output folders."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -14,12 +15,19 @@ import pytest
 import torch
 from torch import nn
 
-import gradinfo.compress.job as job
+import gradinfo.compress.prune.run as run
+from gradinfo import tasks
 from gradinfo.compress.gaprune import SentenceEncoder, gaprune
-from gradinfo.compress.job import PruneConfigError, PruneError, load_job_model, make_config, prune
 from gradinfo.compress.llm_pruner import llm_pruner, lm_loss
 from gradinfo.compress.modegpt import modegpt
 from gradinfo.compress.obs_prune import obs_prune
+from gradinfo.compress.prune import METHODS, PruneConfig, load_job_model, make_config, prune
+from gradinfo.compress.prune import data as prune_data
+from gradinfo.compress.prune import metrics as prune_metrics
+from gradinfo.compress.prune.data import Task, load_task
+from gradinfo.compress.prune.models import build_model, decoder_weights
+from gradinfo.core.jobconfig import JobConfigError
+from gradinfo.core.jobdir import JobDirError
 
 SMALL = {
     "tiny-llama": {
@@ -34,14 +42,27 @@ SMALL = {
 }
 
 
+def small_builtins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The builtins' tasks with tiny models, 64 evaluation examples and 2 timed passes."""
+    for name, kwargs in SMALL.items():
+        monkeypatch.setitem(tasks.TASKS, name, dataclasses.replace(tasks.TASKS[name], kwargs=kwargs))
+    monkeypatch.setattr(tasks, "EVAL_EXAMPLES", 64)
+    monkeypatch.setattr(prune_metrics, "TIMED_PASSES", 2)
+
+
 @pytest.fixture(autouse=True)
 def small(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny builtins and evaluation sets so that every run takes seconds."""
-    for name, kwargs in SMALL.items():
-        monkeypatch.setitem(job.BUILTINS, name, {**job.BUILTINS[name], "kwargs": kwargs})
-    for name, value in {"BLOCK": 16, "TEXT_BYTES": 20_000, "EVAL_WINDOWS": 4, "EVAL_EXAMPLES": 64,
-                        "EVAL_PAIRS": 8, "TIMED_PASSES": 2}.items():  # fmt: skip
-        monkeypatch.setattr(job, name, value)
+    small_builtins(monkeypatch)
+    for name, value in {"BLOCK": 16, "TEXT_BYTES": 20_000, "TEXT_EVAL_WINDOWS": 4}.items():
+        monkeypatch.setattr(tasks, name, value)
+    monkeypatch.setattr(prune_data, "EVAL_PAIRS", 8)
+
+
+def no_pruning(monkeypatch: pytest.MonkeyPatch, message: str) -> None:
+    """Every method's run fails the test with ``message``."""
+    for name, method in METHODS.items():
+        monkeypatch.setitem(METHODS, name, dataclasses.replace(method, run=lambda *a: pytest.fail(message)))
 
 
 def tiny_bert_folder(folder: Path) -> Path:
@@ -62,10 +83,10 @@ def tiny_bert_folder(folder: Path) -> Path:
     return folder
 
 
-def direct(config: job.PruneConfig) -> tuple[nn.Module, nn.Module, job.Task]:
+def direct(config: PruneConfig) -> tuple[nn.Module, nn.Module, Task]:
     """The dense model and the same method called directly on it (independent of the job's save/reload)."""
-    model, tokenizer = job._build(config)
-    task = job.load_task(config, tokenizer)
+    model, tokenizer = build_model(config.model, config.seed)
+    task = load_task(config.dataset(), config.seed, config.fingerprint()["examples"], tokenizer)
     if task.kind == "encoder":
         model = SentenceEncoder(model, pad_id=tokenizer.pad_token_id)
     dense = copy.deepcopy(model)
@@ -76,7 +97,7 @@ def direct(config: job.PruneConfig) -> tuple[nn.Module, nn.Module, job.Task]:
     elif config.method == "modegpt":
         pruned, _ = modegpt(model, [x for x, _ in task.calibration], config.ratio)
     elif config.method == "obs":
-        params = job._decoder_weights(model) if task.kind == "lm" else None
+        params = decoder_weights(model) if task.kind == "lm" else None
         pruned, _ = obs_prune(model, task.calibration, task.loss, config.ratio, params=params,
                               m=config.fingerprint()["examples"], damping=1e-5, block_size=128)  # fmt: skip
     else:
@@ -84,7 +105,7 @@ def direct(config: job.PruneConfig) -> tuple[nn.Module, nn.Module, job.Task]:
     return dense, pruned, task
 
 
-def outputs(model: nn.Module, task: job.Task) -> torch.Tensor:
+def outputs(model: nn.Module, task: Task) -> torch.Tensor:
     x = task.evaluation[0][:4]
     with torch.no_grad():
         if task.kind == "lm":
@@ -111,7 +132,7 @@ def test_each_method_runs_end_to_end_and_reloads_to_the_direct_result(
     config = make_config(model=model, method=method, ratio=0.5, train_steps=0, out=tmp_path / "o", **extra)
     result = prune(config, progress=False)
     report = json.loads((tmp_path / "o" / "report.json").read_text())
-    assert report == result.report
+    assert result.rows == [report] and result.report == tmp_path / "o" / "report.md"
     assert (tmp_path / "o" / "report.md").read_text().startswith(f"# gradinfo prune: {method} on {model}")
     dense, expected, task = direct(config)
     reloaded = load_job_model(tmp_path / "o")
@@ -143,7 +164,7 @@ def test_each_method_runs_end_to_end_and_reloads_to_the_direct_result(
 
 def test_llm_pruner_report_names_the_removed_heads_and_channels(tmp_path: Path) -> None:
     config = make_config(model="tiny-llama", method="llm_pruner", ratio=0.5, train_steps=0, out=tmp_path)
-    report = prune(config, progress=False).report
+    report = prune(config, progress=False).rows[0]
     removed = report["groups"]["removed"]
     assert report["groups"]["layers_pruned"] == [1]  # first and last layers kept
     assert len(removed["layer.1.heads"]) == 2 and len(removed["layer.1.channels"]) == 16
@@ -156,7 +177,7 @@ def test_llm_pruner_report_names_the_removed_heads_and_channels(tmp_path: Path) 
 def test_gaprune_on_a_hugging_face_encoder_folder(tmp_path: Path) -> None:
     folder = tiny_bert_folder(tmp_path / "bert")
     config = make_config(model=str(folder), method="gaprune", ratio=0.5, examples=8, out=tmp_path / "o")
-    report = prune(config, progress=False).report
+    report = prune(config, progress=False).rows[0]
     assert report["config"]["calibration"] == "finance" and report["metric"] == "mrr"
     _, expected, task = direct(config)
     reloaded = load_job_model(tmp_path / "o")
@@ -169,7 +190,7 @@ def test_gaprune_on_a_hugging_face_encoder_folder(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_gaprune_on_the_packaged_minilm(tmp_path: Path) -> None:
     config = make_config(model="minilm", method="gaprune", ratio=0.5, examples=8, out=tmp_path)
-    report = prune(config, progress=False).report
+    report = prune(config, progress=False).rows[0]
     assert report["nonzero_after"] < report["nonzero_before"]
     assert 0 <= report["mrr_after"] <= 100
 
@@ -178,7 +199,7 @@ def test_lora_recovery_is_recorded_and_saved(tmp_path: Path) -> None:
     config = make_config(
         model="tiny-llama", method="llm_pruner", ratio=0.5, train_steps=0, lora_steps=3, out=tmp_path
     )
-    report = prune(config, progress=False).report
+    report = prune(config, progress=False).rows[0]
     assert report["recovered"] is not None
     _, pruned, task = direct(config)
     reloaded = load_job_model(tmp_path)
@@ -191,7 +212,7 @@ def test_lora_recovery_is_recorded_and_saved(tmp_path: Path) -> None:
 
 def test_every_mistake_is_reported_at_once_one_line_each(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
-    with pytest.raises(PruneConfigError) as caught:
+    with pytest.raises(JobConfigError) as caught:
         make_config(model="tiny-bert", method="sparsegpt", ratio=1.0, calibration="wiki", seed=-1, examples=0,
                     out=tmp_path / "file")  # fmt: skip
     found = caught.value.lines
@@ -229,7 +250,7 @@ def test_every_mistake_is_reported_at_once_one_line_each(tmp_path: Path) -> None
 def test_each_bad_input_gets_its_own_clear_line(
     options: dict[str, Any], expected: str, tmp_path: Path
 ) -> None:
-    with pytest.raises(PruneConfigError) as caught:
+    with pytest.raises(JobConfigError) as caught:
         make_config(out=tmp_path / "o", **options)
     assert len(caught.value.lines) == 1
     assert caught.value.lines[0].startswith(expected)
@@ -273,9 +294,9 @@ def test_models_a_method_cannot_prune_are_refused_before_any_work(
 ) -> None:
     (tmp_path / "user_models_prune.py").write_text(FACTORIES)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(job, "run_method", lambda *a: pytest.fail("pruning started"))
+    no_pruning(monkeypatch, "pruning started")
     config = make_config(model=f"user_models_prune:{factory}", ratio=0.3, out=tmp_path / "o", **options)
-    with pytest.raises(PruneConfigError) as caught:
+    with pytest.raises(JobConfigError) as caught:
         prune(config, progress=False)
     assert len(caught.value.lines) == 1 and caught.value.lines[0].startswith(expected), caught.value.lines
     assert not (tmp_path / "o").exists()
@@ -316,11 +337,11 @@ def test_rerun_returns_the_finished_result_without_work(
     first = prune(config, progress=False)
     assert first.computed == ("dense", "pruned", "report") and first.reused == ()
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
-    monkeypatch.setattr(job, "run_method", lambda *a: pytest.fail("pruned again"))
-    monkeypatch.setattr(job, "_build", lambda *a: pytest.fail("model rebuilt"))
+    no_pruning(monkeypatch, "pruned again")
+    monkeypatch.setattr(run, "build_model", lambda *a: pytest.fail("model rebuilt"))
     again = prune(make_config(model="mlp-digits", method="obs", ratio=0.5, train_steps=2, examples=8,
                               out=tmp_path), progress=False)  # fmt: skip
-    assert again.computed == () and again.report == first.report
+    assert again.computed == () and again.rows == first.rows and again.report == first.report
     assert stamps == {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
 
 
@@ -328,34 +349,31 @@ def test_an_interrupted_run_reuses_its_finished_stages(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = make_config(model="mlp-digits", method="obs", ratio=0.5, train_steps=2, examples=8, out=tmp_path)
-    first = prune(config, progress=False).report
+    first = prune(config, progress=False).rows[0]
     os.remove(tmp_path / "report.json")  # killed after the pruned stage
-    monkeypatch.setattr(job, "run_method", lambda *a: pytest.fail("pruned again"))
+    no_pruning(monkeypatch, "pruned again")
     resumed = prune(config, progress=False)
-    assert resumed.reused == ("dense", "pruned") and resumed.report == first
+    assert resumed.reused == ("dense", "pruned") and resumed.rows == [first]
     monkeypatch.undo()
     self_small = pytest.MonkeyPatch()
-    for name, kwargs in SMALL.items():
-        self_small.setitem(job.BUILTINS, name, {**job.BUILTINS[name], "kwargs": kwargs})
-    self_small.setattr(job, "EVAL_EXAMPLES", 64)
-    self_small.setattr(job, "TIMED_PASSES", 2)
+    small_builtins(self_small)
     os.remove(tmp_path / "report.json")
     os.remove(tmp_path / "pruned.json")  # killed while saving: model/ may be partial, pruned.json absent
     calls = []
-    original = job.measure
-    self_small.setattr(job, "measure", lambda *a: calls.append(1) or original(*a))
+    original = run.measure
+    self_small.setattr(run, "measure", lambda *a: calls.append(1) or original(*a))
     redone = prune(config, progress=False)
     self_small.undo()
     assert redone.reused == ("dense",) and redone.computed == ("pruned", "report")
     assert len(calls) == 1  # the dense model was not measured again
-    assert redone.report["dense"] == first["dense"]
-    assert redone.report["nonzero_after"] == first["nonzero_after"]
+    assert redone.rows[0]["dense"] == first["dense"]
+    assert redone.rows[0]["nonzero_after"] == first["nonzero_after"]
 
 
 def test_foreign_folder_and_other_config_are_refused_untouched(tmp_path: Path) -> None:
     (tmp_path / "mine.txt").write_text("keep me")
     config = make_config(model="mlp-digits", method="obs", ratio=0.5, train_steps=0, examples=8, out=tmp_path)
-    with pytest.raises(PruneError, match="holds no prune run"):
+    with pytest.raises(JobDirError, match="holds no prune run"):
         prune(config, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
     out = tmp_path / "run"
@@ -363,11 +381,11 @@ def test_foreign_folder_and_other_config_are_refused_untouched(tmp_path: Path) -
           progress=False)  # fmt: skip
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     other = make_config(model="mlp-digits", method="obs", ratio=0.25, train_steps=0, examples=8, out=out)
-    with pytest.raises(PruneError, match=r"ratio: 0\.5 there, 0\.25 now"):
+    with pytest.raises(JobDirError, match=r"ratio: 0\.5 there, 0\.25 now"):
         prune(other, progress=False)
     assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     (out / "manifest.json").write_text("{not json")
-    with pytest.raises(PruneError, match="corrupt"):
+    with pytest.raises(JobDirError, match="corrupt"):
         prune(config.model_copy(update={"out": out}), progress=False)
 
 
