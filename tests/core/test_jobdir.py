@@ -22,16 +22,11 @@ from gradinfo.core.jobdir import (
     write_atomic,
 )
 
-
-class ThingError(JobDirError):
-    """A job's own error class, as AuditError / CompareError / PruneError."""
-
-
 FINGERPRINT = {"steps": 4, "seed": 0, "names": ["a", "b"]}
 
 
 def open_thing(out: Path, fingerprint: dict[str, Any] = FINGERPRINT, **options: Any) -> None:
-    open_job_dir(out, job="thing", noun="audit", fingerprint=fingerprint, error=ThingError, **options)
+    open_job_dir(out, job="thing", noun="audit", fingerprint=fingerprint, **options)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -70,7 +65,7 @@ def test_empty_existing_folder_is_used(tmp_path: Path) -> None:
 
 def test_foreign_folder_is_refused_and_untouched(tmp_path: Path) -> None:
     (tmp_path / "thesis.tex").write_text("precious")
-    with pytest.raises(ThingError, match=r"is not empty and holds no audit \(no manifest\.json\)"):
+    with pytest.raises(JobDirError, match=r"is not empty and holds no audit \(no manifest\.json\)"):
         open_thing(tmp_path)
     assert snapshot(tmp_path) == {"thesis.tex": b"precious"}
 
@@ -80,7 +75,7 @@ def test_other_config_is_refused_naming_only_the_keys_that_differ(tmp_path: Path
     append_row(tmp_path / RESULTS, {"cell": "x"})
     before = snapshot(tmp_path)
     other = {**FINGERPRINT, "steps": 5, "lr": 0.1}
-    with pytest.raises(ThingError, match="another configuration") as info:
+    with pytest.raises(JobDirError, match="another configuration") as info:
         open_thing(tmp_path, other)
     message = str(info.value)
     assert "lr: None there, 0.1 now; steps: 4 there, 5 now" in message
@@ -91,7 +86,7 @@ def test_other_config_is_refused_naming_only_the_keys_that_differ(tmp_path: Path
 def test_other_job_is_refused(tmp_path: Path) -> None:
     open_job_dir(tmp_path, job="prune", noun="prune run", fingerprint=FINGERPRINT)
     before = snapshot(tmp_path)
-    with pytest.raises(ThingError, match=r"holds a 'prune' run, not an audit"):
+    with pytest.raises(JobDirError, match=r"holds a 'prune' run, not an audit"):
         open_thing(tmp_path)
     assert snapshot(tmp_path) == before
 
@@ -108,7 +103,7 @@ def test_other_job_is_refused(tmp_path: Path) -> None:
 )
 def test_corrupt_manifest_is_refused_and_untouched(tmp_path: Path, text: str) -> None:
     (tmp_path / MANIFEST).write_text(text)
-    with pytest.raises(ThingError, match=r"manifest\.json' is corrupt or not ours"):
+    with pytest.raises(JobDirError, match=r"manifest\.json' is corrupt or not ours"):
         open_thing(tmp_path)
     assert snapshot(tmp_path) == {MANIFEST: text.encode()}
 
@@ -117,7 +112,7 @@ def test_untagged_manifest_counts_as_this_jobs_only_when_allowed(tmp_path: Path)
     text = json.dumps({"config": FINGERPRINT, "digest": fingerprint_digest(FINGERPRINT)})
     (tmp_path / MANIFEST).write_text(text)
     open_thing(tmp_path, untagged_ok=True)
-    with pytest.raises(ThingError, match=r"steps: 4 there, 5 now"):
+    with pytest.raises(JobDirError, match=r"steps: 4 there, 5 now"):
         open_thing(tmp_path, {**FINGERPRINT, "steps": 5}, untagged_ok=True)
     assert (tmp_path / MANIFEST).read_text() == text
 
@@ -132,10 +127,10 @@ def test_other_revision_is_refused_and_a_manifest_without_one_is_revision_1(tmp_
     (old / MANIFEST).write_text(text)
     open_thing(old)  # no revision stored: revision 1
     with pytest.raises(
-        ThingError, match=r"made by revision 1 of this job, and this gradinfo runs revision 2"
+        JobDirError, match=r"made by revision 1 of this job, and this gradinfo runs revision 2"
     ):
         open_thing(old, revision=2)
-    with pytest.raises(ThingError, match=r"made by revision 2 of this job.*runs revision 3"):
+    with pytest.raises(JobDirError, match=r"made by revision 2 of this job.*runs revision 3"):
         open_thing(tmp_path / "new", revision=3)
     assert (old / MANIFEST).read_text() == text
 
@@ -190,8 +185,8 @@ def test_damaged_complete_line_is_an_error_naming_file_and_line(
     path = tmp_path / RESULTS
     data = rows_file(path, ["a"]) + line + b"\n" + rows_file(path, ["b"]) + b'{"cell": "c'  # and a cut
     path.write_bytes(data)
-    with pytest.raises(ThingError, match=f"results\\.jsonl' {why}"):
-        read_rows(path, "cell", {"a", "b", "c"}, noun="audit", error=ThingError)
+    with pytest.raises(JobDirError, match=f"results\\.jsonl' {why}"):
+        read_rows(path, "cell", {"a", "b", "c"}, noun="audit")
     assert path.read_bytes() == data  # nothing written, not even the truncation
 
 

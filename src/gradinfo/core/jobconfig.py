@@ -231,14 +231,3 @@ def _check_out(value: Path) -> Path:
 OutDir = Annotated[Path, AfterValidator(_check_out)]
 """A job's output folder field: a path that is a folder or does not exist yet."""
 
-
-def build_config(model: Any, options: dict[str, Any], **_: Any) -> Any:
-    """Temporary, while the jobs move to :meth:`JobConfig.make` (removed once they have)."""
-    given = {k: v for k, v in options.items() if v is not None}
-    unknown = sorted(set(given) - set(model.model_fields))
-    if unknown:
-        raise _["error"]([f"unknown {_['job']} option(s) {', '.join(unknown)}"])
-    try:
-        return model(**given)
-    except ValidationError as err:
-        raise _["error"]([_line(e) for e in err.errors()]) from None

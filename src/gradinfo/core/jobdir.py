@@ -10,9 +10,9 @@ another revision is refused, so a resume never mixes rows computed two ways (the
 an editable install keeps one version across commits).
 
 A non-empty folder without a manifest, a folder of another job, revision or config, a corrupt manifest and
-a corrupt line raise the job's own error (a subclass of :class:`JobDirError`), and nothing in the folder is
-written. The one damage repaired is a truncated last line of ``results.jsonl``, which a kill mid-write
-leaves: it is dropped from the file and its row is redone.
+a corrupt line raise :class:`JobDirError`, and nothing in the folder is written. The one damage repaired is a
+truncated last line of ``results.jsonl``, which a kill mid-write leaves: it is dropped from the file and its
+row is redone.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ def open_job_dir(
     job: str,
     noun: str,
     fingerprint: dict[str, Any],
-    error: type[JobDirError] = JobDirError,
     untagged_ok: bool = False,
     revision: int = 1,
 ) -> None:
@@ -49,20 +48,19 @@ def open_job_dir(
         noun: what the job makes, in messages (``"audit"``, ``"optimizer comparison"``).
         fingerprint: every setting that changes results, JSON-ready; stored with its
             :func:`fingerprint_digest`, and compared key by key with the stored one when the digests differ.
-        error: the exception raised, the job's subclass of :class:`JobDirError`.
         untagged_ok: a manifest without ``"job"`` counts as this job's (folders written before manifests
             named their job).
         revision: the job's revision; a manifest without one is revision 1.
 
     Raises:
-        JobDirError: (as ``error``) ``out`` is not empty and holds no manifest; its manifest is corrupt, of
+        JobDirError: ``out`` is not empty and holds no manifest; its manifest is corrupt, of
             another job, of another revision, or of another config (the message names every setting that
             differs). Nothing is written in those cases.
     """
     manifest, digest = out / MANIFEST, fingerprint_digest(fingerprint)
     if out.is_dir() and any(out.iterdir()):
         if not manifest.is_file():
-            raise error(
+            raise JobDirError(
                 f"--out {str(out)!r} is not empty and holds no {noun} (no {MANIFEST}); "
                 "choose a new or empty folder"
             )
@@ -73,17 +71,21 @@ def open_job_dir(
             found = saved.get("job", job) if untagged_ok else saved["job"]
             old, stored, made = saved["config"], saved["digest"], saved.get("revision", 1)
         except (ValueError, KeyError, TypeError) as err:
-            raise error(f"{str(manifest)!r} is corrupt or not ours ({err!r}); choose another --out") from err
+            raise JobDirError(
+                f"{str(manifest)!r} is corrupt or not ours ({err!r}); choose another --out"
+            ) from err
         if found != job:
-            raise error(f"--out {str(out)!r} holds a {found!r} run, not {_a(noun)}; choose another --out")
+            raise JobDirError(
+                f"--out {str(out)!r} holds a {found!r} run, not {_a(noun)}; choose another --out"
+            )
         if made != revision:
-            raise error(
+            raise JobDirError(
                 f"--out {str(out)!r} holds {_a(noun)} made by revision {made!r} of this job, and this "
                 f"gradinfo runs revision {revision}: their results were computed differently and would not "
                 "mix; choose another --out"
             )
         if stored != digest:
-            raise error(
+            raise JobDirError(
                 f"--out {str(out)!r} holds {_a(noun)} with another configuration "
                 f"({_diff(old, fingerprint)}); rerun with the same options to resume, or choose another --out"
             )
@@ -104,9 +106,7 @@ def fingerprint_digest(fingerprint: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def read_rows(
-    path: Path, key: str, keys: set[str], *, noun: str, error: type[JobDirError] = JobDirError
-) -> dict[str, dict[str, Any]]:
+def read_rows(path: Path, key: str, keys: set[str], *, noun: str) -> dict[str, dict[str, Any]]:
     """The finished rows of ``path`` (a ``results.jsonl``) by their ``key`` entry; {} when it does not exist.
 
     A last line without its newline (cut short by a kill) is dropped from the file once every complete line
@@ -117,13 +117,12 @@ def read_rows(
         key: the entry naming a row's unit of work (``"cell"``, ``"optimizer"``).
         keys: the units this run has; a row naming another one is an error.
         noun: what the job makes, in messages.
-        error: the exception raised, the job's subclass of :class:`JobDirError`.
 
     Returns:
         ``{row[key]: row}`` in file order.
 
     Raises:
-        JobDirError: (as ``error``) a complete line is not a JSON object with a string ``key``, names a unit
+        JobDirError: a complete line is not a JSON object with a string ``key``, names a unit
             not in ``keys``, or repeats one; the message names the file and the line. The file is untouched.
     """
     if not path.exists():
@@ -138,13 +137,13 @@ def read_rows(
             if not isinstance(name, str):
                 raise TypeError(f"{key!r} is {name!r}, not a string")
         except (ValueError, KeyError, TypeError) as err:
-            raise error(
+            raise JobDirError(
                 f"{str(path)!r} line {number} is corrupt ({type(err).__name__}: {err}); it was not written "
                 f"by this {noun} as it stands: move the folder away or choose another --out"
             ) from err
         if name not in keys or name in rows:
             why = f"repeats {_a(key)}" if name in rows else f"names {_a(key)} this {noun} does not have"
-            raise error(f"{str(path)!r} line {number} {why} ({name!r}); choose another --out")
+            raise JobDirError(f"{str(path)!r} line {number} {why} ({name!r}); choose another --out")
         rows[name] = row
     if end < len(data):  # a line cut short by a kill: drop it, its row is redone
         with path.open("r+b") as f:
