@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -35,7 +37,7 @@ def check_fail(seed: int = 0) -> ClaimResult:
 @pytest.fixture
 def fakes() -> Iterator[None]:
     all_methods()
-    with isolated_registry():
+    with isolated_registry(empty=True):
         for name in ("pass", "fail"):
             register(
                 f"fake_{name}", family="optim", paper=25, summary="fake", claim=f"{__name__}:check_{name}"
@@ -105,7 +107,10 @@ def test_methods_with_no_match_says_so() -> None:
         (["reproduce", "dgl"], "no method named 'dgl'; did you mean dlg"),
         (["reproduce", "zzzzzz"], "gradinfo methods"),
         (["reproduce", "fake_planned"], "'fake_planned' is planned and has no claim check"),
-        (["reproduce", "fake_planned", "--seed", "-1"], "--seed must be >= 0"),
+        (["reproduce", "fake_planned", "--seeds", "-1"], "--seeds must be comma-separated ints >= 0"),
+        (["reproduce", "fake_planned", "--seeds", "1,1"], "--seeds repeat"),
+        (["reproduce"], "give a method name, or --all"),
+        (["reproduce", "dlg", "--all"], "give a method name or --all, not both"),
     ],
 )
 def test_user_errors_print_one_line_and_exit_2(args: list[str], fragment: str, planned_fake: None) -> None:
@@ -116,10 +121,33 @@ def test_user_errors_print_one_line_and_exit_2(args: list[str], fragment: str, p
 
 
 def test_reproduce_passing_claim_exits_0_with_figures(fakes: None) -> None:
-    result = runner.invoke(app, ["reproduce", "fake_pass", "--seed", "3"])
+    result = runner.invoke(app, ["reproduce", "fake_pass", "--seeds", "3"])
     assert result.exit_code == 0, result.output
-    for fragment in ("PASS", "gap >= 3 dB", "gap_db", "4.25", "seed 3"):
+    for fragment in (
+        "PASS",
+        "gap >= 3 dB",
+        "gap_db",
+        "4.25",
+        "seed 3",
+        "1 of 1 recorded seeds pass (incomplete)",
+    ):
         assert fragment in result.stdout
+
+
+def test_reproduce_seeds_and_all_write_the_record(fakes: None, tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr("gradinfo.cli.RECORD", tmp_path / "record.json")
+    three = runner.invoke(app, ["reproduce", "fake_pass", "--seeds", "0,1,2"])
+    assert three.exit_code == 0 and three.stdout.count("PASS") == 3
+    assert "3 of 3 recorded seeds pass (verified)" in three.stdout
+    assert not (tmp_path / "record.json").exists()  # a named run records only with --record
+    recorded = runner.invoke(app, ["reproduce", "fake_fail", "--seeds", "0", "--record"])
+    assert recorded.exit_code == 1 and "0 of 1 recorded seeds pass (failing)" in recorded.stdout
+    every = runner.invoke(app, ["reproduce", "--all", "--seeds", "0,1"])
+    assert every.exit_code == 1  # fake_fail fails its seeds
+    assert "fake_pass: 2 of 2 recorded seeds pass (incomplete)" in every.stdout
+    assert "fake_fail: 0 of 2 recorded seeds pass (failing)" in every.stdout
+    again = runner.invoke(app, ["reproduce", "--all", "--seeds", "0,1"])
+    assert "fake_pass: record up to date" in again.stdout and "PASS" not in again.stdout
 
 
 def test_reproduce_failing_claim_exits_1(fakes: None) -> None:

@@ -8,7 +8,7 @@ entry that is not ``planned``:
   :class:`gradinfo.core.registry.Conformance`: ``call(seed)`` runs the method on a tiny seeded input
   (two calls with the same seed must give equal results: tensors exactly, recursively through dicts,
   sequences and dataclasses), and ``bad_calls`` each must raise ``ValueError`` or ``TypeError``;
-- a ``verified`` entry's claim check imports (``tests/claims/test_claims.py`` runs it).
+- its claim check, when it names one, imports (``tests/claims/test_claims.py`` runs it).
 
 :func:`conformance_problems` returns every problem of one entry, so a failure lists them all. Its own
 tests register fake methods into a scratch registry, one per kind of defect.
@@ -65,7 +65,7 @@ def conformance_problems(method: Method) -> list[str]:
         return [f"callable {method.target} does not import: {error!r}"]
     if _normal(method.title) not in _normal(fn.__doc__ or ""):
         problems.append(f"the docstring of {method.target} does not cite the paper title {method.title!r}")
-    if method.status == "verified":
+    if method.claim is not None:
         try:
             method.load_claim()
         except Exception as error:
@@ -170,10 +170,8 @@ LENIENT = Conformance(
 )
 
 
-def _fake(fn: Any, example: str | None, status: str = "implemented", claim: str | None = None) -> Method:
-    register("fake", family="optim", paper=25, summary="fake", status=status, claim=claim, example=example)(
-        fn
-    )
+def _fake(fn: Any, example: str | None, claim: str | None = None) -> Method:
+    register("fake", family="optim", paper=25, summary="fake", claim=claim, example=example)(fn)
     return get("fake")
 
 
@@ -206,9 +204,9 @@ def test_machinery_flags_bad_input_that_is_accepted_or_raises_the_wrong_error() 
     ]
 
 
-def test_machinery_flags_a_verified_method_whose_claim_does_not_import() -> None:
+def test_machinery_flags_a_method_whose_claim_does_not_import() -> None:
     with isolated_registry(empty=True):
-        method = _fake(fake_scale, f"{__name__}:GOOD", status="verified", claim="gradinfo.claims.nope:check")
+        method = _fake(fake_scale, f"{__name__}:GOOD", claim="gradinfo.claims.nope:check")
         problems = conformance_problems(method)
     assert len(problems) == 1 and "claim check gradinfo.claims.nope:check does not import" in problems[0]
 

@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from gradinfo.methods import README_END, README_START, all_methods, markdown_table, with_method_table
+from gradinfo.core.record import Record, SeedRun
+from gradinfo.core.registry import isolated_registry, register
+from gradinfo.methods import (
+    README_END,
+    README_START,
+    all_methods,
+    claims_markdown,
+    markdown_table,
+    status_cell,
+    with_method_table,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,6 +32,46 @@ def test_readme_method_table_is_current() -> None:
         )
 
 
+def test_claims_page_is_current() -> None:
+    if claims_markdown(all_methods()) != (ROOT / "docs" / "claims.md").read_text(encoding="utf-8"):
+        pytest.fail("docs/claims.md differs from the claim record; run `python scripts/update_readme.py`")
+
+
+def fake_method(x: float) -> float:
+    """A stand-in method."""
+    return x
+
+
+def test_statuses_and_the_claims_page_come_from_the_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = {
+        0: SeedRun(True, {"gap": 4.5}, 1.0),
+        1: SeedRun(True, {"gap": 3.25}, 1.0),
+        2: SeedRun(True, {}, 1.0),
+    }
+    records = {
+        "fake_ok": Record("fake_ok", "gap >= 3 dB", "+5 dB (Table 2)", "d1", runs),
+        "fake_short": Record("fake_short", "gap >= 3 dB", "+5 dB", "d2", {0: runs[0]}),
+    }
+    monkeypatch.setattr("gradinfo.core.registry.cached_records", lambda: records)
+    all_methods()
+    with isolated_registry(empty=True):
+        for name in ("fake_ok", "fake_short", "fake_none"):
+            register(name, family="optim", paper=25, summary="s", claim="x:check")(fake_method)
+        register("fake_part", family="optim", paper=25, summary="s", missing="the ImageNet run")(fake_method)
+        methods = {m.name: m for m in all_methods()}
+        page = claims_markdown(methods.values())
+    assert [methods[n].status for n in ("fake_ok", "fake_short", "fake_none", "fake_part")] == [
+        "verified", "implemented", "implemented", "component"
+    ]  # fmt: skip
+    assert status_cell(methods["fake_ok"]) == "verified (3 of 3 recorded seeds pass)"
+    assert status_cell(methods["fake_short"]) == "implemented (1 of 1 recorded seeds pass)"
+    assert status_cell(methods["fake_part"]) == "component: the ImageNet run"
+    assert "| 25 | `fake_ok` | verified | 3 of 3 (0, 1, 2) | gap >= 3 dB | +5 dB (Table 2) |" in page
+    assert "| 25 | `fake_none` | implemented | none recorded |  |  |" in page
+    assert "| 1 | yes | 3.25 |" in page and "| 2 | yes |  |" in page  # a seed without the figure
+    assert "fake_part" not in page  # no claim check
+
+
 def test_markdown_table_has_one_row_per_method_sorted_by_paper() -> None:
     methods = all_methods()
     lines = markdown_table(reversed(methods)).splitlines()
@@ -30,7 +80,7 @@ def test_markdown_table_has_one_row_per_method_sorted_by_paper() -> None:
     assert len(rows) == len(methods)
     assert [int(r[0].lstrip("| ")) for r in rows] == sorted(m.paper for m in methods)
     m = methods[0]
-    assert lines[2] == f"| {m.paper} | `{m.name}` | {m.family} | {m.title} ({m.year}) | {m.status} |"
+    assert lines[2] == f"| {m.paper} | `{m.name}` | {m.family} | {m.title} ({m.year}) | {status_cell(m)} |"
 
 
 def test_with_method_table_replaces_only_the_block() -> None:
@@ -49,11 +99,14 @@ def test_with_method_table_needs_both_markers_in_order(text: str) -> None:
 
 
 def test_update_script_rewrites_a_stale_file(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
+    readme, claims = tmp_path / "README.md", tmp_path / "claims.md"
     readme.write_text(f"# x\n{README_START}\n{README_END}\n", encoding="utf-8")
     script = ROOT / "scripts" / "update_readme.py"
-    done = subprocess.run([sys.executable, script, readme], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, script, readme, claims], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
+    assert claims.read_text(encoding="utf-8") == claims_markdown(all_methods())
     assert readme.read_text(encoding="utf-8") == with_method_table(
         readme.read_text(encoding="utf-8"), all_methods()
     )

@@ -20,11 +20,13 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from gradinfo import __version__
-from gradinfo.claims import run_claim
+from gradinfo.claims import ClaimResult, reproduce_all
+from gradinfo.claims import reproduce as claims_reproduce
 from gradinfo.core.job import Job
 from gradinfo.core.jobcli import add_job
 from gradinfo.core.jobconfig import JobConfigError
 from gradinfo.core.jobdir import JobDirError
+from gradinfo.core.record import RECORD, Record
 from gradinfo.core.registry import FAMILIES, STATUSES, Method
 from gradinfo.jobs import JOBS
 from gradinfo.methods import all_methods, markdown_table
@@ -116,22 +118,24 @@ def _table(rows: list[Method]) -> Table:
     table.add_column("family")
     table.add_column("status")
     table.add_column("mechanism")
-    colour = {"planned": "dim", "implemented": "yellow", "verified": "green"}
+    colour = {"planned": "dim", "implemented": "yellow", "component": "cyan", "verified": "green"}
     for m in rows:
         table.add_row(str(m.paper), m.name, m.family, f"[{colour[m.status]}]{m.status}[/]", m.summary)
     return table
 
 
-def reproduce(
-    name: str = typer.Argument(..., help="The method's name, as `gradinfo methods` lists it."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the experiment (an int >= 0)."),
-) -> None:
-    """Run a method's claim check: print the measured figures and PASS/FAIL against the paper's claim.
+def _seeds(text: str) -> list[int]:
+    items = [t.strip() for t in text.split(",")]
+    bad = [t for t in items if not t.isdigit()]
+    if bad or not items:
+        raise UsageError(f"--seeds must be comma-separated ints >= 0 such as 0,1,2; got {text!r}")
+    seeds = [int(t) for t in items]
+    if len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds repeat: {text!r}")
+    return seeds
 
-    Exit status 0 when the claim holds, 1 when it does not, 2 on a usage error.
-    """
-    if seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {seed}")
+
+def _method_with_claim(name: str) -> Method:
     known = {m.name: m for m in all_methods()}
     if name not in known:
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
@@ -140,11 +144,52 @@ def reproduce(
     method = known[name]
     if method.claim is None:
         raise UsageError(f"method {name!r} is {method.status} and has no claim check yet")
+    return method
+
+
+def _verdict(record: Record) -> str:
+    passing = sum(run.passed for run in record.seeds.values())
+    return f"{record.method}: {passing} of {len(record.seeds)} recorded seeds pass ({record.verdict})"
+
+
+def reproduce(
+    name: str | None = typer.Argument(None, help="The method's name, as `gradinfo methods` lists it."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds of the experiment, e.g. 0,1,2."),
+    every: bool = typer.Option(
+        False,
+        "--all",
+        help="Every method with a claim check: only the seeds its record lacks run (resumable), each written "
+        "to the claim record as it finishes.",
+    ),
+    record: bool = typer.Option(
+        False, "--record", help="Write each finished seed to the committed claim record (always with --all)."
+    ),
+) -> None:
+    """Run claim checks: print each seed's figures and PASS/FAIL against the paper's claim, then the verdict.
+
+    A method is verified when its record holds at least 3 seeds and the claim held at every one. Exit status
+    0 when every seed run passed, 1 when one did not, 2 on a usage error.
+    """
+    runs = _seeds(seeds)
+    if every == (name is not None):
+        raise UsageError("give a method name or --all, not both" if every else "give a method name, or --all")
     console = Console()
-    with console.status(f"running the claim check of {name} (seed {seed})", spinner="dots"):
-        result = run_claim(name, seed=seed)
-    console.print(result)
-    if not result.passed:
+    failed: list[str] = []
+
+    def done(result: ClaimResult) -> None:
+        console.print(result)
+        if not result.passed:
+            failed.append(f"{result.method} (seed {result.seed})")
+
+    if every:
+        skipped = lambda n: console.print(f"{n}: record up to date")  # noqa: E731
+        records = reproduce_all(runs, record=RECORD, done=done, skipped=skipped)
+        for item in records.values():
+            console.print(_verdict(item))
+    else:
+        _method_with_claim(name)
+        console.print(_verdict(claims_reproduce(name, runs, record=RECORD if record else None, done=done)))
+    if failed:
         raise typer.Exit(1)
 
 

@@ -35,9 +35,9 @@ def test_register_records_target_and_returns_the_function() -> None:
 
 def test_register_collects_every_problem_in_one_error() -> None:
     with isolated_registry(empty=True), pytest.raises(ValueError) as info:
-        register("not a name", family="magic", paper=99, summary="two\nlines", status="verified")(fake_method)
+        register("not a name", family="magic", paper=99, summary="two\nlines", missing=" ")(fake_method)
     message = str(info.value)
-    for fragment in ("Python identifier", "family 'magic'", "paper 99", "needs a claim check", "one line"):
+    for fragment in ("Python identifier", "family 'magic'", "paper 99", "names what is missing", "one line"):
         assert fragment in message
     with isolated_registry(empty=True):
         assert registered() == []
@@ -134,4 +134,14 @@ def test_as_row_takes_title_and_year_from_the_paper_list() -> None:
     row = Method("m", "optim", 25, "s", "planned").as_row()
     assert row["title"] == PAPERS[25].title
     assert row["year"] == PAPERS[25].year == 2019
-    assert set(row) == {"name", "family", "paper", "title", "year", "summary", "status", "module", "claim"}
+    fields = {"name", "family", "paper", "title", "year", "summary", "status", "module", "claim"}
+    assert set(row) == fields | {"missing", "record"}
+    assert (row["missing"], row["record"]) == (None, None)
+
+
+def test_a_component_is_registered_with_what_is_missing() -> None:
+    with isolated_registry(empty=True):
+        register("fake", family="optim", paper=25, summary="s", missing="the ImageNet-scale run")(fake_method)
+        method = get("fake")
+        assert (method.status, method.missing) == ("component", "the ImageNet-scale run")
+        assert method.as_row()["missing"] == "the ImageNet-scale run"

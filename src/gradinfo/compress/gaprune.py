@@ -437,7 +437,6 @@ def layer_counts(sizes: Sequence[int], sparsity: float) -> list[int]:
     summary="Prunes by DAI: domain-minus-general Fisher·|w| times gradient alignment, plus sqrt|w|",
     example="gradinfo.compress.gaprune:CONFORMANCE",
     claim="gradinfo.claims.gaprune:check",
-    status="implemented",
 )
 def gaprune(
     model: nn.Module,

@@ -167,7 +167,6 @@ class EdgeSplit:
     summary="Splits the supernet edge whose candidate ops give the most dissimilar shared-weight gradients",
     claim="gradinfo.claims.gm_nas:check",
     example="gradinfo.compress.gm_nas:CONFORMANCE",
-    status="implemented",
 )
 def gm_nas(
     op_loss: Callable[[int, int, Any], Tensor],

@@ -432,7 +432,6 @@ def _count(model: nn.Module) -> int:
     summary="Prunes attention heads and MLP channels whose coupled group has the lowest summed |w·g|",
     claim="gradinfo.claims.llm_pruner:check",
     example="gradinfo.compress.llm_pruner:CONFORMANCE",
-    status="implemented",
 )
 def llm_pruner(
     model: nn.Module,

@@ -432,7 +432,6 @@ def _linear_params(layers: nn.ModuleList) -> int:
     summary="Gradient-free modular decomposition (Nyström, CR, SVD) from activation covariances",
     claim="gradinfo.claims.modegpt:check",
     example="gradinfo.compress.modegpt:CONFORMANCE",
-    status="verified",
 )
 @torch.no_grad()
 def modegpt(

@@ -207,7 +207,6 @@ def _gradients(
     summary="Drops weights of least OBS saliency w²/(2[F⁻¹]jj), updating the rest by M-FAC IHVPs",
     claim="gradinfo.claims.obs_prune:check",
     example="gradinfo.compress.obs_prune:CONFORMANCE",
-    status="verified",
 )
 def obs_prune(
     model: nn.Module,

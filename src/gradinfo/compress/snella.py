@@ -377,7 +377,6 @@ def _targets(model: nn.Module, targets: Iterable[str] | None) -> list[str]:
     summary="Sparse mixed-kernel update of A, B on frozen W; layer budgets from EMA |θ·∇θ| x its uncertainty",
     claim="gradinfo.claims.snella:check",
     example="gradinfo.compress.snella:CONFORMANCE",
-    status="implemented",
 )
 def snella(
     model: nn.Module,

@@ -230,4 +230,3 @@ def _check_out(value: Path) -> Path:
 
 OutDir = Annotated[Path, AfterValidator(_check_out)]
 """A job's output folder field: a path that is a folder or does not exist yet."""
-

@@ -17,6 +17,7 @@ interrupted multi-seed run keeps every finished seed.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.util
 import json
@@ -118,6 +119,20 @@ def load_records(path: Path = RECORD) -> dict[str, Record]:
         }
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{str(path)!r} is not a claim record ({type(err).__name__}: {err})") from err
+
+
+def cached_records(path: Path = RECORD) -> dict[str, Record]:
+    """:func:`load_records`, read again only when the file changes (the registry asks it for every status)."""
+    try:
+        stamp = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        stamp = None
+    return _records_at(str(path), stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _records_at(path: str, stamp: int | None) -> dict[str, Record]:
+    return load_records(Path(path))
 
 
 def save_records(records: dict[str, Record], path: Path = RECORD) -> None:

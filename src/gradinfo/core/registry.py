@@ -1,12 +1,16 @@
 """The method registry: one entry per method from the 51 papers gradinfo implements.
 
 An entry names the method, its family, its paper (number, title, year from ``core.papers``), the
-mechanism in one line, where its callable, its claim check and its conformance example live, and an
-honest status:
+mechanism in one line, where its callable, its claim check and its conformance example live. Its status
+is derived, never set by hand:
 
 - ``planned``: registered with :func:`plan` so the scope is visible; no code yet.
-- ``implemented``: the callable exists and is unit-tested against a reference.
-- ``verified``: implemented, and its claim check passes (the test suite runs it and fails otherwise).
+- ``implemented``: the callable exists and is unit-tested against a reference; its claim check fails, or has
+  not been recorded at enough seeds.
+- ``component``: registered with ``missing=...``: the paper's full claim is out of reach offline on CPU; what
+  is built is named and checked, and ``missing`` says what is not.
+- ``verified``: implemented, and the committed claim record (:mod:`gradinfo.core.record`) holds at least
+  three seeds of its claim check, all passing.
 
 Callables, claim checks and conformance examples are stored as ``"module:attribute"`` strings and
 imported on demand, so listing the registry never imports heavy optional dependencies.
@@ -15,8 +19,7 @@ Registering a method (in the method's own module, inside the family package ``gr
 whose ``__init__`` imports it; then delete the method's ``plan(...)`` row in ``gradinfo.methods``)::
 
     @register("diffgrad", family="optim", paper=25, summary="Adam scaled by sigmoid(|g_t - g_{t-1}|)",
-              claim="gradinfo.claims.diffgrad:check", example="gradinfo.optim.diffgrad:CONFORMANCE",
-              status="verified")
+              claim="gradinfo.claims.diffgrad:check", example="gradinfo.optim.diffgrad:CONFORMANCE")
     def diffgrad(params, lr=1e-3, ...): ...
 
 ``CONFORMANCE`` is a :class:`Conformance`: one seeded call (run twice with the same seed, the results
@@ -32,9 +35,13 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from gradinfo.core.papers import PAPERS
+from gradinfo.core.record import Record, cached_records
 
-Status = Literal["planned", "implemented", "verified"]
-STATUSES: tuple[str, ...] = ("planned", "implemented", "verified")
+Stage = Literal["planned", "implemented", "component"]
+"""What is built: nothing yet, the method, or a component of it (the paper's full claim out of reach)."""
+STAGES: tuple[str, ...] = ("planned", "implemented", "component")
+Status = Literal["planned", "implemented", "component", "verified"]
+STATUSES: tuple[str, ...] = ("planned", "implemented", "component", "verified")
 FAMILIES: tuple[str, ...] = (
     "capture",
     "transform",
@@ -68,16 +75,31 @@ class Conformance:
 
 @dataclass(frozen=True)
 class Method:
-    """One registered method. ``target``, ``claim`` and ``example`` are ``"module:attribute"`` or None."""
+    """One registered method. ``target``, ``claim`` and ``example`` are ``"module:attribute"`` or None;
+    ``missing`` (components only) says what of the paper's claim is not built or not reachable here."""
 
     name: str
     family: str
     paper: int
     summary: str
-    status: Status
+    stage: Stage
     target: str | None = None
     claim: str | None = None
     example: str | None = None
+    missing: str | None = None
+
+    @property
+    def record(self) -> Record | None:
+        """The committed claim record of this method, or None when it has none."""
+        return cached_records().get(self.name) if self.claim is not None else None
+
+    @property
+    def status(self) -> Status:
+        """``planned``, ``component`` as registered; else ``verified`` when the claim record verifies it."""
+        if self.stage != "implemented":
+            return self.stage
+        record = self.record
+        return "verified" if record is not None and record.verified else "implemented"
 
     @property
     def title(self) -> str:
@@ -125,6 +147,8 @@ class Method:
             "status": self.status,
             "module": self.module,
             "claim": self.claim,
+            "missing": self.missing,
+            "record": None if self.record is None else self.record.as_row(),
         }
 
 
@@ -147,19 +171,19 @@ def _add(method: Method) -> None:
         problems.append(f"family {method.family!r} is not one of {FAMILIES}")
     if method.paper not in PAPERS:
         problems.append(f"paper {method.paper!r} is not a paper number 1..{len(PAPERS)}")
-    if method.status not in STATUSES:
-        problems.append(f"status {method.status!r} is not one of {STATUSES}")
-    if method.status == "verified" and method.claim is None:
-        problems.append("status 'verified' needs a claim check")
-    if method.status != "planned" and method.target is None:
-        problems.append(f"status {method.status!r} needs a callable")
+    if method.stage not in STAGES:
+        problems.append(f"status {method.stage!r} is not one of {STAGES}")
+    if method.stage != "planned" and method.target is None:
+        problems.append(f"status {method.stage!r} needs a callable")
+    if (method.stage == "component") != bool(method.missing and method.missing.strip()):
+        problems.append("a component, and only a component, names what is missing (missing='...')")
     if not method.summary.strip():
         problems.append("summary is empty")
     if "\n" in method.summary:
         problems.append("summary must be one line")
     if method.name in _REGISTRY and _REGISTRY[method.name] != method:
         old = _REGISTRY[method.name]
-        hint = " (delete its plan(...) row in gradinfo/methods.py)" if old.status == "planned" else ""
+        hint = " (delete its plan(...) row in gradinfo/methods.py)" if old.stage == "planned" else ""
         problems.append(f"name {method.name!r} is already registered{hint}")
     if problems:
         raise ValueError(f"cannot register method {method.name!r}: " + "; ".join(problems))
@@ -174,7 +198,7 @@ def register(
     summary: str,
     claim: str | None = None,
     example: str | None = None,
-    status: Status = "implemented",
+    missing: str | None = None,
 ) -> Callable[[F], F]:
     """Decorator registering the decorated function as the implementation of a paper's method.
 
@@ -186,7 +210,8 @@ def register(
         claim: ``"module:function"`` of the claim check (``gradinfo.claims.<name>:check``), or None.
         example: ``"module:attribute"`` of the method's :class:`Conformance`, or None (the
             conformance test then fails for this method).
-        status: ``implemented`` or ``verified`` (``verified`` needs ``claim``).
+        missing: for a ``component``: what of the paper's claim is out of reach offline on CPU, in one
+            sentence (shown in the README's table). The status is otherwise derived from the claim record.
 
     Raises:
         ValueError: an invalid field, or ``name`` already registered differently.
@@ -194,7 +219,8 @@ def register(
 
     def decorate(fn: F) -> F:
         target = f"{fn.__module__}:{fn.__qualname__}"
-        _add(Method(name, family, paper, summary, status, target, claim, example))
+        stage = "component" if missing is not None else "implemented"
+        _add(Method(name, family, paper, summary, stage, target, claim, example, missing))
         return fn
 
     return decorate

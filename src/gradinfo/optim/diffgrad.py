@@ -106,7 +106,6 @@ def _initial_state(param: Tensor) -> dict[str, Any]:
     summary="Adam with each step scaled by the friction sigmoid(|g_{t-1} - g_t|)",
     claim="gradinfo.claims.diffgrad:check",
     example="gradinfo.optim.diffgrad:CONFORMANCE",
-    status="verified",
 )
 class DiffGrad(TransformOptimizer):
     """diffGrad as a ``torch.optim.Optimizer`` (per-group ``lr``, ``betas``, ``eps``, ``weight_decay``).

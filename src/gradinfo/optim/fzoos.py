@@ -388,7 +388,6 @@ def _most_uncertain(
     summary="Federated zeroth-order steps on GP surrogate gradients; a shared RFF surrogate corrects drift",
     claim="gradinfo.claims.fzoos:check",
     example="gradinfo.optim.fzoos:CONFORMANCE",
-    status="verified",
 )
 def fzoos(
     functions: Sequence[Objective],

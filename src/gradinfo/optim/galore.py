@@ -403,7 +403,6 @@ class Quantization:
     summary="Adam on 2-D gradients projected onto their top-r singular vectors, refreshed every T steps",
     claim="gradinfo.claims.galore:check",
     example="gradinfo.optim.galore:CONFORMANCE",
-    status="verified",
 )
 class GaLoreAdamW(TransformOptimizer):
     """GaLore's AdamW as a ``torch.optim.Optimizer``: low-rank Adam for matrices, AdamW for the rest.
@@ -502,7 +501,6 @@ class GaLoreAdamW(TransformOptimizer):
     summary="GaLore with INT4 projectors, lazy layer-adaptive SVD refresh, stochastic-rounded INT8 weights",
     claim="gradinfo.claims.q_galore:check",
     example="gradinfo.optim.galore:Q_CONFORMANCE",
-    status="implemented",
 )
 def QGaLoreAdamW(
     params: Iterable[Any],

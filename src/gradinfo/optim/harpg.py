@@ -127,7 +127,6 @@ class HARPG(torch.optim.Optimizer):
     summary="Hessian-aided recursive policy gradient: STORM momentum corrected by a double-backward HVP",
     claim="gradinfo.claims.harpg:check",
     example="gradinfo.optim.harpg:CONFORMANCE",
-    status="verified",
 )
 def harpg(
     env: Env,

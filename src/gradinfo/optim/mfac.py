@@ -163,7 +163,6 @@ def _window_ihvp(rows: tuple[Tensor, ...], gram: Tensor, slot: int, damping: flo
     ),
     claim="gradinfo.claims.mfac:check",
     example="gradinfo.optim.mfac:CONFORMANCE",
-    status="verified",
 )
 class MFAC(TransformOptimizer):
     """M-FAC as a ``torch.optim.Optimizer``: ``p <- p - lr * F^{-1}(g + wd p)`` over a window of m gradients.

@@ -100,7 +100,6 @@ class NPGIGT(torch.optim.Optimizer):
     summary="Normalised policy gradient with implicit gradient transport (momentum at extrapolated points)",
     claim="gradinfo.claims.n_pg_igt:check",
     example="gradinfo.optim.n_pg_igt:CONFORMANCE",
-    status="verified",
 )
 def n_pg_igt(
     env: Env,

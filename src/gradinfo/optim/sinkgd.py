@@ -217,7 +217,6 @@ def sinkgd_param_groups(
     summary="Stateless update: alternately rescale the gradient matrix's rows and columns (Sinkhorn-like)",
     claim="gradinfo.claims.sinkgd:check",
     example="gradinfo.optim.sinkgd:CONFORMANCE",
-    status="verified",
 )
 class SinkGD(TransformOptimizer):
     """SinkGD as a ``torch.optim.Optimizer``: stateless for matrices, AdamW for the rest.

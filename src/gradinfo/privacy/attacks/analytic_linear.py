@@ -101,7 +101,6 @@ def _pick(dw: Tensor, db: Tensor, batch: int, rel_tol: float) -> Tensor:
     summary="Closed-form input recovery from a linear layer's shared gradients: x = (dL/dW_i) / (dL/db_i)",
     claim="gradinfo.claims.analytic_linear:check",
     example="gradinfo.privacy.attacks.analytic_linear:CONFORMANCE",
-    status="verified",
 )
 def analytic_linear(
     model: nn.Module,

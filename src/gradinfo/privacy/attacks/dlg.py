@@ -31,7 +31,6 @@ from gradinfo.privacy.threat import Reconstruction, SharedUpdate
     summary="Inversion by L-BFGS on a dummy input and soft label minimising the L2 distance to the gradient",
     example="gradinfo.privacy.attacks.dlg:CONFORMANCE",
     claim="gradinfo.claims.dlg:check",
-    status="verified",
 )
 def dlg(
     model: nn.Module,

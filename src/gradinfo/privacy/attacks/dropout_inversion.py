@@ -38,7 +38,6 @@ from gradinfo.privacy.threat import Reconstruction, SharedUpdate
     summary="Gradient inversion jointly optimising the dummy input and the unknown dropout masks (cos + TV)",
     claim="gradinfo.claims.dropout_inversion:check",
     example="gradinfo.privacy.attacks.dropout_inversion:CONFORMANCE",
-    status="verified",
 )
 def dropout_inversion(
     model: nn.Module,

@@ -133,7 +133,6 @@ def fit_decoder(
     summary="Inversion through a generator fitted on public data: optimise z so G(z)'s gradients match",
     claim="gradinfo.claims.generative_prior:check",
     example="gradinfo.privacy.attacks.generative_prior:CONFORMANCE",
-    status="implemented",
 )
 def generative_prior(
     model: nn.Module,

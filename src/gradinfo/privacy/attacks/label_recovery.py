@@ -111,7 +111,6 @@ def _allocate(estimate: Tensor, present: Tensor, batch: int) -> Tensor:
     summary="Labels from the last layer's gradient: iDLG sign rule at B=1, bias-gradient counts for batches",
     claim="gradinfo.claims.label_recovery:check",
     example="gradinfo.privacy.attacks.label_recovery:CONFORMANCE",
-    status="verified",
 )
 def label_recovery(
     model: nn.Module,

@@ -69,7 +69,6 @@ def unrolled_delta(steps: int, lr: float) -> UpdateFn:
     summary="Inverts a K-step FedAvg delta by unrolling the local SGD steps on the dummy batch (cosine + TV)",
     claim="gradinfo.claims.local_steps_inversion:check",
     example="gradinfo.privacy.attacks.local_steps_inversion:CONFORMANCE",
-    status="verified",
 )
 def local_steps_inversion(
     model: nn.Module,

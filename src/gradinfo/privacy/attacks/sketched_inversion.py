@@ -125,7 +125,6 @@ def _desketched(model: nn.Module, update: SharedUpdate, sketch_seed: int, kind: 
     summary="Inversion of a sketched update: fit x̂ so that R_t·∇L(x̂) matches the sketch (seed known)",
     claim="gradinfo.claims.sketched_inversion:check",
     example="gradinfo.privacy.attacks.sketched_inversion:CONFORMANCE",
-    status="verified",
 )
 def sketched_inversion(
     model: nn.Module,

@@ -214,7 +214,6 @@ def _check(model: object, update: object, tau: object, rank_tol: object, chunk: 
     summary="Recovers a batch's token set from embedding-gradient rows or a span check on LoRA-A gradients",
     claim="gradinfo.claims.token_leak:check",
     example="gradinfo.privacy.attacks.token_leak:CONFORMANCE",
-    status="verified",
 )
 def token_leak(
     model: nn.Module,

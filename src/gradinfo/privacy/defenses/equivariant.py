@@ -99,7 +99,6 @@ class _InvariantPool(nn.Module):
     summary="DP-SGD on p4 group-equivariant CNNs: filters shared over rotations, 4x fewer params, less noise",
     claim="gradinfo.claims.equivariant_dp:check",
     example="gradinfo.privacy.defenses.equivariant:CONFORMANCE",
-    status="verified",
 )
 def equivariant_cnn(
     num_classes: int = 10,

@@ -89,7 +89,6 @@ def _key(name: str) -> str:
     summary="FL defence: a hypernetwork makes client extractors from private embeddings; only it is shared",
     claim="gradinfo.claims.hyperfl:check",
     example="gradinfo.privacy.defenses.hyperfl:CONFORMANCE",
-    status="implemented",
 )
 def hyperfl_model(
     extractor: nn.Module, head: nn.Module, *, embed_dim: int = 64, hidden_dim: int = 128, seed: int = 0
