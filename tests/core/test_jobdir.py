@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from gradinfo.core.jobdir import (
     JobDirError,
     append_row,
     fingerprint_digest,
+    job_lock,
     open_job_dir,
     read_rows,
     write_atomic,
@@ -205,3 +208,31 @@ def test_write_atomic_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) 
     write_atomic(path, b"old")
     write_atomic(path, b"new")
     assert snapshot(tmp_path) == {"report.html": b"new"}
+
+
+def test_a_held_folder_is_refused_and_freed_when_its_run_ends(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with job_lock(out):
+        assert out.is_dir() and list(out.iterdir()) == []  # the lock writes nothing in the folder
+        with pytest.raises(JobDirError, match="is in use by another run; wait for it to finish"), job_lock(out):
+            pass
+    with job_lock(out):  # free again once the block ends
+        pass
+
+
+def test_a_killed_run_leaves_no_stale_lock(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    holder = (
+        "import sys, time; from pathlib import Path; from gradinfo.core.jobdir import job_lock\n"
+        "with job_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(600)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", holder, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        with pytest.raises(JobDirError, match="in use"), job_lock(out):
+            pass
+    finally:
+        child.kill()
+        child.wait(timeout=60)
+    with job_lock(out):
+        pass

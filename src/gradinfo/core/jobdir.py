@@ -9,7 +9,8 @@ its module bumps whenever a change to the code alters the results of a finished 
 another revision is refused, so a resume never mixes rows computed two ways (the package version cannot tell:
 an editable install keeps one version across commits).
 
-A non-empty folder without a manifest, a folder of another job, revision or config, a corrupt manifest and
+A run holds its folder with :func:`job_lock`, so two runs never write one folder at once. A non-empty folder
+without a manifest, a folder of another job, revision or config, a corrupt manifest and
 a corrupt line raise :class:`JobDirError`, and nothing in the folder is written. The one damage repaired is a
 truncated last line of ``results.jsonl``, which a kill mid-write leaves: it is dropped from the file and its
 row is redone.
@@ -17,9 +18,12 @@ row is redone.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -99,6 +103,31 @@ def open_job_dir(
         "gradinfo": _version(),
     }
     write_atomic(manifest, json.dumps(payload, indent=2).encode())
+
+
+@contextmanager
+def job_lock(out: Path) -> Iterator[None]:
+    """Hold ``out`` for one run: while the block runs, another run on the same folder is refused.
+
+    The lock is an exclusive ``flock`` on the folder itself (created when missing; nothing is written in it),
+    so the operating system drops it when the run ends in any way, a kill included: a killed run leaves no
+    stale lock behind.
+
+    Raises:
+        JobDirError: another process (or another run in this one) holds the folder.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JobDirError(
+                f"--out {str(out)!r} is in use by another run; wait for it to finish, or choose another --out"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def fingerprint_digest(fingerprint: dict[str, Any]) -> str:

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from gradinfo.compress.gaprune import SentenceEncoder
 from gradinfo.compress.llm_pruner import lora_recover
 from gradinfo.compress.prune.checks import check_model
@@ -23,7 +25,7 @@ from gradinfo.compress.prune.models import build_model
 from gradinfo.compress.prune.report import build_report, markdown
 from gradinfo.compress.prune.save import MARKER, MODEL, load_job_model, save_model
 from gradinfo.core.job import JobResult
-from gradinfo.core.jobdir import MANIFEST, JobDirError, open_job_dir, write_atomic
+from gradinfo.core.jobdir import MANIFEST, JobDirError, job_lock, open_job_dir, write_atomic
 from gradinfo.core.progress import job_progress, log_done
 
 DENSE, PRUNED, REPORT_JSON, REPORT_MD = "dense.json", "pruned.json", "report.json", "report.md"
@@ -79,11 +81,19 @@ def prune(config: PruneConfig, *, progress: bool = True) -> JobResult:
     began = time.perf_counter()
     out = config.out
     if (out / MANIFEST).is_file() and (out / REPORT_JSON).is_file():
-        open_out(config)
-        return _result(config, _read_stage(out / REPORT_JSON), [], list(STAGES), began)
+        with job_lock(out):
+            open_out(config)
+            return _result(config, _read_stage(out / REPORT_JSON), [], list(STAGES), began)
     model, tokenizer = build_model(config.model, config.seed)
     check_model(config, model, tokenizer)
-    open_out(config)
+    with job_lock(out):
+        open_out(config)
+        return _stages(config, model, tokenizer, progress, began)
+
+
+def _stages(config: PruneConfig, model: nn.Module, tokenizer: Any, progress: bool, began: float) -> JobResult:
+    """The stages of a run whose folder is open and held: train, measure, prune, save, report."""
+    out = config.out
     settings = config.fingerprint()
     task = load_task(config.dataset(), config.seed, settings["examples"], tokenizer)
     if task.kind == "encoder":

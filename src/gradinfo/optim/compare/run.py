@@ -23,7 +23,15 @@ from typing import Any
 import torch
 
 from gradinfo.core.job import JobResult
-from gradinfo.core.jobdir import RESULTS, JobDirError, append_row, open_job_dir, read_rows, write_atomic
+from gradinfo.core.jobdir import (
+    RESULTS,
+    JobDirError,
+    append_row,
+    job_lock,
+    open_job_dir,
+    read_rows,
+    write_atomic,
+)
 from gradinfo.core.progress import job_progress, log_done
 from gradinfo.optim.compare.config import CompareConfig
 from gradinfo.optim.compare.optimizers import make_optimizer
@@ -183,23 +191,26 @@ def compare(config: CompareConfig, *, progress: bool = True) -> JobResult:
     if not isinstance(config, CompareConfig):
         raise TypeError(f"config must be a CompareConfig (see make_config), got {type(config).__name__}")
     began = time.perf_counter()
-    done = open_out(config)
-    reused = tuple(n for n in config.optimizers if n in done)
-    todo = tuple(n for n in config.optimizers if n not in done)
-    data = load_data(TASKS[config.task].data, config.seed) if todo else None
-    with job_progress(progress) as bar:
-        overall = bar.add_task("optimizers", total=len(config.optimizers), completed=len(reused))
-        for name in todo:
-            steps = bar.add_task(f"  {name}", total=config.steps)
-            started = time.perf_counter()
-            row = train_one(config, name, data, lambda k, steps=steps: bar.update(steps, completed=k))
-            append_row(config.out / RESULTS, row)
-            (config.out / CHECKPOINTS / f"{name}.pt").unlink(missing_ok=True)
-            done[name] = row
-            bar.advance(overall)
-            seconds = time.perf_counter() - started
-            log_done(bar, f"compare {len(done)}/{len(config.optimizers)}: {name} trained ({seconds:.1f} s)")
-            write_report(config, [done[n] for n in config.optimizers if n in done])
-    rows = [done[n] for n in config.optimizers]
-    report = write_report(config, rows)
-    return JobResult(config.out, report, rows, todo, reused, time.perf_counter() - began)
+    with job_lock(config.out):
+        done = open_out(config)
+        reused = tuple(n for n in config.optimizers if n in done)
+        todo = tuple(n for n in config.optimizers if n not in done)
+        data = load_data(TASKS[config.task].data, config.seed) if todo else None
+        with job_progress(progress) as bar:
+            overall = bar.add_task("optimizers", total=len(config.optimizers), completed=len(reused))
+            for name in todo:
+                steps = bar.add_task(f"  {name}", total=config.steps)
+                started = time.perf_counter()
+                row = train_one(config, name, data, lambda k, steps=steps: bar.update(steps, completed=k))
+                append_row(config.out / RESULTS, row)
+                (config.out / CHECKPOINTS / f"{name}.pt").unlink(missing_ok=True)
+                done[name] = row
+                bar.advance(overall)
+                seconds = time.perf_counter() - started
+                log_done(
+                    bar, f"compare {len(done)}/{len(config.optimizers)}: {name} trained ({seconds:.1f} s)"
+                )
+                write_report(config, [done[n] for n in config.optimizers if n in done])
+        rows = [done[n] for n in config.optimizers]
+        report = write_report(config, rows)
+        return JobResult(config.out, report, rows, todo, reused, time.perf_counter() - began)

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from gradinfo.core.job import JobResult
-from gradinfo.core.jobdir import RESULTS, append_row, open_job_dir, read_rows
+from gradinfo.core.jobdir import RESULTS, append_row, job_lock, open_job_dir, read_rows
 from gradinfo.core.progress import job_progress, log_done
 from gradinfo.privacy.audit.cell import run_cell
 from gradinfo.privacy.audit.config import AuditConfig
@@ -71,21 +71,24 @@ def audit(config: AuditConfig, *, progress: bool = True) -> JobResult:
     start = time.perf_counter()
     setup = prepare(config)
     grid = cells(config)
-    done = open_out(config, {c.key for c in grid})
-    reused = tuple(c.key for c in grid if c.key in done)
-    todo = [c for c in grid if c.key not in done]
-    with job_progress(progress) as bar:
-        task = bar.add_task("audit", total=len(grid), completed=len(reused))
-        for cell in todo:
-            bar.update(task, description=cell.key)
-            began = time.perf_counter()
-            row = run_cell(setup, cell, config.out)
-            append_row(config.out / RESULTS, row)
-            done[cell.key] = row
-            bar.advance(task)
-            log_done(bar, f"audit {len(done)}/{len(grid)}: {cell.key} ({time.perf_counter() - began:.1f} s)")
-        bar.update(task, description="audit done")
-    rows = [done[c.key] for c in grid]
-    report = write_report(setup, rows, skipped(config), config.out)
-    computed = tuple(c.key for c in todo)
-    return JobResult(config.out, report, rows, computed, reused, time.perf_counter() - start)
+    with job_lock(config.out):
+        done = open_out(config, {c.key for c in grid})
+        reused = tuple(c.key for c in grid if c.key in done)
+        todo = [c for c in grid if c.key not in done]
+        with job_progress(progress) as bar:
+            task = bar.add_task("audit", total=len(grid), completed=len(reused))
+            for cell in todo:
+                bar.update(task, description=cell.key)
+                began = time.perf_counter()
+                row = run_cell(setup, cell, config.out)
+                append_row(config.out / RESULTS, row)
+                done[cell.key] = row
+                bar.advance(task)
+                log_done(
+                    bar, f"audit {len(done)}/{len(grid)}: {cell.key} ({time.perf_counter() - began:.1f} s)"
+                )
+            bar.update(task, description="audit done")
+        rows = [done[c.key] for c in grid]
+        report = write_report(setup, rows, skipped(config), config.out)
+        computed = tuple(c.key for c in todo)
+        return JobResult(config.out, report, rows, computed, reused, time.perf_counter() - start)
