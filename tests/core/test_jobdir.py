@@ -214,7 +214,8 @@ def test_a_held_folder_is_refused_and_freed_when_its_run_ends(tmp_path: Path) ->
     out = tmp_path / "out"
     with job_lock(out):
         assert out.is_dir() and list(out.iterdir()) == []  # the lock writes nothing in the folder
-        with pytest.raises(JobDirError, match="is in use by another run; wait for it to finish"), job_lock(out):
+        in_use = "is in use by another run; wait for it to finish"
+        with pytest.raises(JobDirError, match=in_use), job_lock(out):
             pass
     with job_lock(out):  # free again once the block ends
         pass
