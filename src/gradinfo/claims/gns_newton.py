@@ -1,19 +1,27 @@
 """Claim check for gradient-normalised-smoothness Newton (paper 26): a global linear rate with approximate
 Hessians on softmax regression, in far fewer iterations than gradient descent with line search.
 
+"Gradient-Normalized Smoothness for Optimization with Approximate Hessians" (2025).
+
 L2-regularised (mu = 1e-3) softmax regression on the digits training split (64 pixels + a bias input, 10
 classes: 650 parameters, float64), from zero. Hessians: the exact one; the sampled-label Fisher
 ``(1/N) sum_n g_n g_n^T + mu I`` with ``g_n`` the per-example gradient
 (``gradinfo.capture.per_example_grads``)
 at a label drawn from the model's own prediction; and the exact Hessian of a fresh 10% subsample (+ mu I).
-Pass, as in the paper's experiment (digest of paper 26): with the Fisher and the subsampled Hessian the
-method reaches ``||grad f|| <= 1e-8`` within 200 iterations with ``log ||grad f||`` falling linearly
-(least-squares slope < 0, R^2 > 0.9); gradient descent with the official backtracking line search
-(``L`` halved after a success, doubled after a failure) has not reached it after 1000 iterations.
+The baseline is gradient descent with the official backtracking line search (``L`` halved after a success,
+doubled after a failure: it tunes its own step), given up to ``GD_ITERS = 20000`` iterations so that it can
+reach the target (it does, in about 1.7k: the old check's "GD not there after 1000" compared against a
+budget the baseline could not meet). Pass: GD reaches ``||grad f|| <= 1e-8``; the Fisher and the subsampled
+Hessian reach it within 200 iterations with ``log ||grad f||`` falling linearly (least-squares slope < 0,
+R^2 > 0.9) and in at most ``1 / SPEEDUP`` of GD's iterations. Wall-clock seconds of each are figures, not
+criteria: the paper's claim is an iteration rate, and at 650 parameters a Newton step (a Hessian and a
+Cholesky solve) costs about as much as 40 line-searched GD steps (seed 0, one thread: GD 1674 iterations in
+4.9 s, Fisher-Newton 40 in 5.8 s).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import torch
@@ -26,7 +34,14 @@ from gradinfo.optim.gns_newton import gns_newton
 
 SLOW = True
 
-MU, TOL, NEWTON_ITERS, GD_ITERS, CLASSES = 1e-3, 1e-8, 200, 1000, 10
+PAPER_EFFECT = (
+    "softmax/logistic regression figures: approximate-Hessian (Fisher, subsampled) regularised Newton "
+    "converges linearly to ||grad|| 1e-8 in tens to ~200 iterations, first-order methods need > 1000 "
+    "(digest of paper 26)"
+)
+
+MU, TOL, NEWTON_ITERS, GD_ITERS, CLASSES = 1e-3, 1e-8, 200, 20000, 10
+SPEEDUP = 10
 
 
 def _problem(seed: int) -> tuple[Tensor, Tensor]:
@@ -110,19 +125,31 @@ def check(seed: int = 0) -> ClaimResult:
     hessians = {"exact": lambda w: _hessian(w, x), "fisher": _fisher(x, gen), "subsampled": subsampled}
     figures: dict[str, float] = {}
     ok = True
-    for name, hessian in hessians.items():
-        run = gns_newton(f, w0, hessian=hessian, iters=NEWTON_ITERS, grad_tol=TOL)
-        slope, r2 = _linear_fit(run.grad_norms)
-        figures |= {f"{name}_iters": run.iterations, f"{name}_slope": slope, f"{name}_r2": r2}
-        if name != "exact":
-            ok = ok and run.converged and slope < 0 and r2 > 0.9
+    start = time.perf_counter()
     gd_iters, gd_norm = _gradient_descent(f, w0)
-    figures |= {"gd_iters": gd_iters, "gd_final_grad_norm": gd_norm}
+    gd_seconds = time.perf_counter() - start
+    figures |= {"gd_iters": gd_iters, "gd_final_grad_norm": gd_norm, "gd_seconds": gd_seconds}
+    ok = gd_norm <= TOL
+    for name, hessian in hessians.items():
+        start = time.perf_counter()
+        run = gns_newton(f, w0, hessian=hessian, iters=NEWTON_ITERS, grad_tol=TOL)
+        seconds = time.perf_counter() - start
+        slope, r2 = _linear_fit(run.grad_norms)
+        figures |= {
+            f"{name}_iters": run.iterations,
+            f"{name}_slope": slope,
+            f"{name}_r2": r2,
+            f"{name}_seconds": seconds,
+        }
+        if name != "exact":
+            linear = run.converged and slope < 0 and r2 > 0.9
+            ok = ok and linear and run.iterations * SPEEDUP <= gd_iters
     return ClaimResult(
         "gns_newton",
-        f"Fisher and 10%-subsampled Hessians reach ||grad|| <= {TOL:g} within {NEWTON_ITERS} iterations with "
-        f"log||grad|| linear (slope < 0, R^2 > 0.9); GD with line search not there after {GD_ITERS}",
-        bool(ok and gd_norm > TOL),
+        f"GD with line search reaches ||grad|| <= {TOL:g} (within {GD_ITERS}); Fisher and 10%-subsampled "
+        f"Hessians reach it within {NEWTON_ITERS} iterations with log||grad|| linear (slope < 0, R^2 > 0.9) "
+        f"and in <= 1/{SPEEDUP} of GD's iterations",
+        bool(ok),
         figures,
         seed=seed,
     )

@@ -1,7 +1,10 @@
 """Claim check for N-PG-IGT (paper 37): a lower optimality gap than vanilla normalised PG at an equal budget.
 
-Setting in :mod:`gradinfo.claims._policy_gradient` (exact LQR, 600 episodes per run, 10 runs). Pass (fixed
-before running): the median over the 10 runs of N-PG-IGT's final exact gap is below normalised PG's.
+Setting in :mod:`gradinfo.claims._policy_gradient` (exact LQR, 600 episodes per run, 10 runs; each method's
+step is its best on one shared grid). Pass (fixed before running): the median over the 10 runs of N-PG-IGT's
+final exact gap is below normalised PG's. The baseline, tuned, makes no progress from its start (the
+``initial_gap`` figure) at this budget: one-episode normalised PG is the paper's comparison, and its variance
+is what N-PG-IGT's momentum removes, so the check shows that gap, not a race between two working methods.
 """
 
 from __future__ import annotations
@@ -10,6 +13,10 @@ from gradinfo.claims import ClaimResult
 from gradinfo.claims._policy_gradient import BUDGET, RUNS, gap_figures
 
 SLOW = True
+PAPER_EFFECT = (
+    "Theorems: sample complexity O(eps^-2.5) (N-PG-IGT) and O(eps^-2) (N-HARPG) for a global eps-optimal "
+    "policy vs O(eps^-3) for vanilla normalised PG; no experiment table in the digest, so the margin is 0"
+)
 
 
 def check(seed: int = 0) -> ClaimResult:
