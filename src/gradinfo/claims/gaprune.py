@@ -14,18 +14,26 @@ Set-up (fixed before the first run; seed 0, confirmed on seeds 1 and 2):
 - Pruning: 50% of the encoder's MLP weights (the official default scope), global budget, by GAPrune's DAI,
   by magnitude ``|w|`` and by domain Fisher only ``F_dom |w|`` (the same ``F_dom``), both also global.
 - Metric: MRR (x100) of the 128 held-out queries against their 128 passages.
+- General retention: MRR (x100) of 128 held-out docstring pairs (the ones after the 32 that calibrate).
 
-Pass: ``MRR(GAPrune) >= MRR(dense) - 5`` and ``MRR(GAPrune) > MRR(magnitude)`` and
-``MRR(GAPrune) > MRR(Fisher only)``.
+Pass (fixed before running; margin from the paper's abstract, "maintains performance within 2.5% of dense
+models in one-shot pruning at 50% sparsity, while outperforming all baselines"; general retention from the
+paper digest's proof, "DAI general accuracy >= Fisher-only"):
+``MRR(GAPrune) >= 0.975 MRR(dense)``, ``MRR(GAPrune) > MRR(magnitude)`` and ``> MRR(Fisher only)`` on the
+finance pairs, and ``MRR_general(GAPrune) >= MRR_general(Fisher only)``.
 
-Measured (MRR x100; dense / GAPrune / magnitude / Fisher only), GAPrune with the official command line's
-defaults (no per-tensor post-processing, global budget): seed 0 55.4 / 49.9 / 50.2 / 59.2, seed 1
-52.4 / 46.7 / 46.7 / 53.7. The Fisher terms (``|F_dom - F_gen| |w| ~ 1e-6``) and the alignment factor
-(``|0.2 a| <= 2e-5``) are tiny next to ``0.5 sqrt|w| ~ 0.1``, so DAI ranks by magnitude: its mask differs
-from global magnitude's in 298 of 3.5M weights (seed 0), hence MRR within 0.3 of magnitude and far below
-Fisher only; the check fails and the method stays ``implemented``. (With the official constructor's per-tensor
-z-score + sigmoid instead, seed 0 gives 52.7, with per-tensor ranks 53.2: a per-tensor budget split by
-magnitude, still below Fisher only.) About 110 s on one thread of a loaded machine.
+A first version (margin 5 MRR points, no general figure) measured (MRR x100; dense / GAPrune / magnitude /
+Fisher only), GAPrune with the official command line's defaults (no per-tensor post-processing, global
+budget): seed 0 55.4 / 49.9 / 50.2 / 59.2, seed 1 52.4 / 46.7 / 46.7 / 53.7. The Fisher terms
+(``|F_dom - F_gen| |w| ~ 1e-6``) and the alignment factor (``|0.2 a| <= 2e-5``) are tiny next to
+``0.5 sqrt|w| ~ 0.1``, so DAI ranks by magnitude: its mask differs from global magnitude's in 298 of 3.5M
+weights (seed 0), hence MRR within 0.3 of magnitude and far below Fisher only. This is what the paper's DAI
+equation computes as the digest gives it (``softplus((F_dom |w| - beta F_gen |w|) clamp(1 + 0.2 a) +
+c sqrt|w|)``: no normalisation of the Fisher term before the ``sqrt|w|`` prior is added, so no normalised
+variant of the equation is offered); the only normalisation is the constructor's per-tensor z-score +
+sigmoid of DAI itself, which at seed 0 gave 52.7 (per-tensor ranks 53.2): a per-tensor budget split by
+magnitude, still below Fisher only. The method therefore stays ``implemented``. About 110 s per seed on one
+thread of a loaded machine.
 """
 
 from __future__ import annotations
@@ -41,9 +49,13 @@ from gradinfo.compress.gaprune import SentenceEncoder, contrastive_batches, gapr
 from gradinfo.datasets.pairs import docstring_pairs, finance_pairs
 from gradinfo.models import Encoder, minilm, minilm_embed, minilm_path
 
+PAPER_EFFECT = (
+    "abstract: one-shot 50% sparsity within 2.5% of dense on FinMTEB and ChemTEB, outperforming all "
+    "baselines (+4.51% / +1.73% after 100 retraining steps)"
+)
 SLOW = True
 
-SPARSITY, N_CAL, N_EVAL, GROUP, MAX_DROP = 0.5, 32, 128, 4, 5.0
+SPARSITY, N_CAL, N_EVAL, GROUP, KEEP = 0.5, 32, 128, 4, 0.975
 
 
 def mrr(model: SentenceEncoder, tokenizer: object, pairs: list[tuple[str, str]]) -> float:
@@ -88,7 +100,9 @@ def _check(seed: int) -> ClaimResult:
     finance = finance_pairs(seed)
     calibration, held_out = finance[:N_CAL], finance[N_CAL : N_CAL + N_EVAL]
     domain = contrastive_batches(tokenizer, calibration, group=GROUP)
-    general = contrastive_batches(tokenizer, docstring_pairs(seed, N_CAL), group=GROUP)
+    docstrings = docstring_pairs(seed, N_CAL + N_EVAL)
+    general = contrastive_batches(tokenizer, docstrings[:N_CAL], group=GROUP)
+    general_held_out = docstrings[N_CAL:]
 
     pruned, report = gaprune(model, domain, general, SPARSITY)
     weights = {n: p.detach() for n, p in model.named_parameters() if n in report.scores}
@@ -103,19 +117,24 @@ def _check(seed: int) -> ClaimResult:
         "mrr_gaprune": mrr(pruned, tokenizer, held_out),
         "mrr_magnitude": mrr(magnitude, tokenizer, held_out),
         "mrr_fisher_only": mrr(fisher_only, tokenizer, held_out),
+        "general_mrr_dense": mrr(model, tokenizer, general_held_out),
+        "general_mrr_gaprune": mrr(pruned, tokenizer, general_held_out),
+        "general_mrr_magnitude": mrr(magnitude, tokenizer, general_held_out),
+        "general_mrr_fisher_only": mrr(fisher_only, tokenizer, general_held_out),
         "sparsity": report.pruned / report.total,
         "mask_overlap_with_magnitude": shared / max(1, report.pruned),
     }
     passed = (
-        figures["mrr_gaprune"] >= figures["mrr_dense"] - MAX_DROP
+        figures["mrr_gaprune"] >= KEEP * figures["mrr_dense"]
         and figures["mrr_gaprune"] > figures["mrr_magnitude"]
         and figures["mrr_gaprune"] > figures["mrr_fisher_only"]
+        and figures["general_mrr_gaprune"] >= figures["general_mrr_fisher_only"]
     )
     return ClaimResult(
         method="gaprune",
         claim=(
-            f"50% of MiniLM's MLP weights pruned: held-out finance MRR(GAPrune) >= MRR(dense) - {MAX_DROP:g} "
-            "and > MRR(magnitude) and > MRR(domain Fisher only)"
+            f"50% of MiniLM's MLP weights pruned: held-out finance MRR(GAPrune) >= {KEEP:g} MRR(dense) "
+            "and > MRR(magnitude) and > MRR(domain Fisher only); general MRR(GAPrune) >= Fisher only's"
         ),
         passed=bool(passed),
         figures=figures,

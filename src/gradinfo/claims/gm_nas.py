@@ -34,15 +34,24 @@
     partitions: their mean tau) and for a random split of a random edge (the mean over all 9), and for
     the one-shot supernet trained the same 1600 steps (reported, not part of the criterion).
 
-Pass: (a) holds, and the mean over the 3 repetitions of tau(GM split) exceeds both the mean tau of a
-random partition of the same edge and the mean tau of a random partition of a random edge. Every
+Pass (the paper digest's CPU proof criterion; the digest confirms no headline number of the paper to size a
+margin from): (a) holds, and the mean over the 3 repetitions of tau(GM split) exceeds both the mean tau of
+a random partition of the same edge and the mean tau of a random partition of a random edge, and is at
+least the one-shot supernet's mean tau + 0.1 (the digest's "tau(GM split) >= tau(one-shot) + 0.1"). Every
 sub-supernet of one repetition trains with the same batch and path random stream, so identical partitions
 give identical predictions.
 
-Measured on this CPU (means over the 3 repetitions; GM, random same edge, random edge, one-shot): seed 0
-0.605, 0.598, 0.654, 0.642; seed 1 0.578, 0.587, 0.554, 0.536; seed 2 0.497, 0.516, 0.568, 0.575. Part (a)
-holds at every seed, part (b) does not: GM always picks edge 1 (``n0 -> n2``) and its split ranks no better
-than a random one. The check fails and GM-NAS stays registered as ``implemented``.
+Measured by an earlier version of this check (the same runs, without the one-shot term; means over the 3
+repetitions; GM, random same edge, random edge, one-shot): seed 0 0.605, 0.598, 0.654, 0.642; seed 1 0.578,
+0.587, 0.554, 0.536; seed 2 0.497, 0.516, 0.568, 0.575. Part (a) holds at every seed, part (b) does not: GM
+always picks edge 1 (``n0 -> n2``) and its split ranks no better than a random one, nor than the one-shot
+supernet. The operations of an edge own their weights here, but the stem, the head and every other edge's
+weights are shared by all 64 architectures, and those are the weights GM compares gradients on; the
+one-shot supernet's tau (0.54-0.64) stays below the stand-alone re-training reproducibility (0.82), so its
+estimate is imperfect, yet no split of this supernet measurably repairs it. A positive control where the
+operations of one edge share a weight tensor (as in the once-for-all space) is not built. GM-NAS is a
+``component``: the paper's claim lives in the NB201/DARTS/MobileNet spaces with benchmark ground truths
+(the nas-bench-201 file) that are not available offline.
 """
 
 from __future__ import annotations
@@ -61,6 +70,12 @@ from gradinfo.claims import ClaimResult
 from gradinfo.compress.gm_nas import gm_nas
 from gradinfo.datasets import load
 
+PAPER_EFFECT = (
+    "abstract: GM splitting significantly outperforms exhaustive Few-Shot splitting and One-Shot on "
+    "NB201/DARTS/MobileNet; no number confirmed in the digest, whose CPU proof asks "
+    "tau(GM) >= tau(one-shot) + 0.1"
+)
+ONE_SHOT_MARGIN = 0.1
 SLOW = True
 
 OPS = ("zero", "skip", "lin_relu", "lin_tanh")
@@ -323,12 +338,13 @@ def check(seed: int = 0) -> ClaimResult:
     ranks = (
         figures["mean_tau_gm"] > figures["mean_tau_random_same_edge"]
         and figures["mean_tau_gm"] > figures["mean_tau_random_edge"]
+        and figures["mean_tau_gm"] >= figures["mean_tau_one_shot"] + ONE_SHOT_MARGIN
     )
     return ClaimResult(
         "gm_nas",
         "(a) identity and its copy grouped apart from negate; (b) mean Kendall tau over 3 repetitions of the "
-        "GM split > that of a random balanced split of the same edge and > that of a random edge (64-arch "
-        "MNIST-1D cell supernet, stand-alone ground truth, equal budgets)",
+        "GM split > that of a random balanced split of the same edge and > that of a random edge, and >= "
+        "one-shot's + 0.1 (64-arch MNIST-1D cell supernet, stand-alone ground truth, equal budgets)",
         bool(grouped and ranks),
         figures,
         seed=seed,

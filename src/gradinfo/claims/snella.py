@@ -1,23 +1,31 @@
-"""Claim check for SNELLA (paper 9): a high-rank sparse update that fine-tunes at least as well as LoRA.
+"""Claim check for SNELLA (paper 9): a high-rank sparse update, chosen by competition, beats LoRA.
 
-"Kernelized Sparse Fine-Tuning with Bi-level Parameter Competition for Vision Models" (2025). Setting (fixed
-in advance): an MLP 40-64-64-10 (ReLU) pretrained on MNIST-1D (Adam, lr 3e-3, 1000 steps of batch 128),
-then fine-tuned on the shifted task, the same signals time-reversed (``x.flip(-1)``), with every Linear
-adapted at rank r = 4 (1224 factor parameters for both methods):
+"Kernelized Sparse Fine-Tuning with Bi-level Parameter Competition for Vision Models" (2025), abstract: SNELLA
+reaches 91.9% top-1 on FGVC against 90.1% for SPT-LoRA (+1.8 points). Setting (fixed in advance): an MLP
+40-64-64-10 (ReLU) pretrained on MNIST-1D (Adam, lr 3e-3, 3000 steps of batch 128; an earlier version
+pretrained 1000 steps and reached 0.57-0.63 test accuracy, near the ~0.68 an MLP gets on MNIST-1D), then
+fine-tuned on the shifted task, the same signals time-reversed (``x.flip(-1)``), with every Linear adapted
+at rank r = 4 (1224 factor parameters in every arm):
 
 - LoRA via ``peft`` (``lora_alpha`` 8);
-- SNELLA with the official defaults (target_ratio 0.3, beta1 = beta2 = 0.85, mask_interval 1); besides its
-  factors (as many as LoRA's) it trains the official mixed kernel's three scalars per layer (+9).
+- KLoRA: the mixed-kernel update with no sparsity (``target_ratio`` 0, no budget controller): the kernel
+  alone;
+- SNELL: the same update at a fixed, uniform 30% sparsity per layer (``init_ratio`` = ``target_ratio`` =
+  0.3, no controller): intra-layer competition only;
+- SNELLA with the official defaults (target_ratio 0.3, beta1 = beta2 = 0.85, mask_interval 1): both
+  competitions. The three kernel arms also train the official mixed kernel's three scalars per layer (+9).
 
-Both train 300 steps of batch 128 with AdamW (weight decay 0.05 on every trainable parameter but the 1-D
-ones, the official setting; the budget controller steps after each optimiser step, as the official loop
-does); each takes its learning rate from the same grid (1e-3, 3e-3, 1e-2) by the lowest final loss on the
-shifted training set. Three repetitions (seeds ``3 * seed + i``, i = 0, 1, 2) vary initialisation and batch
-order.
+Every arm trains 300 steps of batch 128 with AdamW (weight decay 0.05 on every trainable parameter but the
+1-D ones, the official setting; SNELLA's budget controller steps after each optimiser step, as the official
+loop does) and takes its learning rate from the same grid (1e-3 ... 1e-1; an earlier grid stopped at 1e-2,
+where both LoRA and SNELLA chose its top) by the lowest final loss on the shifted training set. Three
+repetitions (seeds ``3 * seed + i``, i = 0, 1, 2) vary initialisation and batch order.
 
-Pass: (a) the numerical rank (``torch.linalg.matrix_rank``) of SNELLA's trained 64x64 update is > 2r = 8 in
-every repetition while LoRA's is r = 4; (b) SNELLA's mean shifted-test accuracy >= LoRA's, with as many
-factor parameters (``a``, ``b`` vs ``lora_A``, ``lora_B``).
+Pass (fixed before running): (a) the numerical rank (``torch.linalg.matrix_rank``) of KLoRA's and SNELLA's
+trained 64x64 updates is > 2r = 8 in every repetition while LoRA's is r = 4; (b) SNELLA's mean
+shifted-test accuracy is at least LoRA's + 1.8 points (the paper's margin over SPT-LoRA), with as many
+factor parameters; (c) SNELLA's mean accuracy is at least SNELL's (the inter-layer competition does not
+cost accuracy against a fixed uniform sparsity). KLoRA is reported beside.
 """
 
 from __future__ import annotations
@@ -34,11 +42,19 @@ from gradinfo.compress.snella import SnellaLinear, lora, mixed_kernel, quantile_
 from gradinfo.datasets import load
 from gradinfo.models import mlp
 
+PAPER_EFFECT = "abstract: FGVC top-1 91.9% (SNELLA) vs 90.1% (SPT-LoRA), +1.8 points; 31-40% less memory"
 SLOW = True
 
 R = 4
-LRS = (1e-3, 3e-3, 1e-2)
-PRETRAIN_STEPS, FINETUNE_STEPS, BATCH = 1000, 300, 128
+LRS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+MARGIN = 0.018
+PRETRAIN_STEPS, FINETUNE_STEPS, BATCH = 3000, 300, 128
+SPARSITY = 0.3
+KERNEL_ARMS = {
+    "klora": (0.0, 0.0, False),
+    "snell": (SPARSITY, SPARSITY, False),
+    "snella": (0.0, SPARSITY, True),
+}
 WEIGHT_DECAY = 0.05
 REPEATS = 3
 TARGETS = ["fc1", "fc2", "fc3"]
@@ -96,34 +112,44 @@ def _repeat(seed: int, data: tuple[Tensor, Tensor, Tensor, Tensor]) -> dict[str,
     x, y, x_test, y_test = data
     base = _pretrain(x, y, seed)
     xs, xs_test = x.flip(-1), x_test.flip(-1)  # the shifted task: time-reversed signals
-    lora_runs, snella_runs = {}, {}
+    runs: dict[str, dict[float, tuple[float, nn.Module]]] = {arm: {} for arm in ("lora", *KERNEL_ARMS)}
     for lr in LRS:
         model = lora(copy.deepcopy(base), r=R, targets=TARGETS, seed=seed)
-        lora_runs[lr] = (_train(model, (xs, y), lr, seed, lambda: None), model)
-        model, controller = snella(
-            copy.deepcopy(base), total_steps=FINETUNE_STEPS, r=R, targets=TARGETS, seed=seed
-        )
-        snella_runs[lr] = (_train(model, (xs, y), lr, seed, controller.step), model)
-    lora_lr, lora_model = _best(lora_runs)
-    snella_lr, snella_model = _best(snella_runs)
+        runs["lora"][lr] = (_train(model, (xs, y), lr, seed, lambda: None), model)
+        for arm, (init_ratio, target_ratio, compete) in KERNEL_ARMS.items():
+            model, controller = snella(
+                copy.deepcopy(base),
+                total_steps=FINETUNE_STEPS,
+                r=R,
+                init_ratio=init_ratio,
+                target_ratio=target_ratio,
+                targets=TARGETS,
+                seed=seed,
+            )
+            after = controller.step if compete else lambda: None
+            runs[arm][lr] = (_train(model, (xs, y), lr, seed, after), model)
+    best = {arm: _best(arm_runs) for arm, arm_runs in runs.items()}
+    lora_model = best["lora"][1]
     fc2 = lora_model.base_model.model.fc2
     lora_delta = fc2.lora_B["default"].weight.double() @ fc2.lora_A["default"].weight.double()  # [64, 64]
-    snella_delta = _update64(snella_model.fc2)  # [64, 64]
-    return {
+    out = {
         "pretrained_acc_original": _accuracy(base, x_test, y_test),
         "pretrained_acc_shifted": _accuracy(base, xs_test, y_test),
-        "lora_acc": _accuracy(lora_model, xs_test, y_test),
-        "snella_acc": _accuracy(snella_model, xs_test, y_test),
         "lora_rank": float(torch.linalg.matrix_rank(lora_delta)),
-        "snella_rank": float(torch.linalg.matrix_rank(snella_delta)),
-        "snella_kept_fraction": sum(int((_update64(m) != 0).sum()) for m in _layers(snella_model))
-        / sum(m.a.shape[1] * m.b.shape[1] for m in _layers(snella_model)),
-        "lora_lr": lora_lr,
-        "snella_lr": snella_lr,
         "lora_params": float(sum(p.numel() for p in lora_model.parameters() if p.requires_grad)),
-        "snella_params": float(sum(p.numel() for p in snella_model.parameters() if p.requires_grad)),
-        "snella_factor_params": float(sum(m.a.numel() + m.b.numel() for m in _layers(snella_model))),
     }
+    for arm, (lr, model) in best.items():
+        out[f"{arm}_acc"] = _accuracy(model, xs_test, y_test)
+        out[f"{arm}_lr"] = lr
+    for arm in KERNEL_ARMS:
+        model = best[arm][1]
+        out[f"{arm}_rank"] = float(torch.linalg.matrix_rank(_update64(model.fc2)))
+        out[f"{arm}_factor_params"] = float(sum(m.a.numel() + m.b.numel() for m in _layers(model)))
+    snella_model = best["snella"][1]
+    out["snella_kept_fraction"] = sum(int((_update64(m) != 0).sum()) for m in _layers(snella_model)) / sum(
+        m.a.shape[1] * m.b.shape[1] for m in _layers(snella_model)
+    )
+    return out
 
 
 def _update64(layer: SnellaLinear) -> Tensor:
@@ -150,17 +176,33 @@ def check(seed: int = 0) -> ClaimResult:
     figures: dict[str, float] = {}
     for i, run in enumerate(runs):
         figures |= {f"{k}_{i}": v for k, v in run.items()}
-    for key in ("pretrained_acc_shifted", "lora_acc", "snella_acc"):
+    for key in (
+        "pretrained_acc_original",
+        "pretrained_acc_shifted",
+        "lora_acc",
+        *(f"{a}_acc" for a in KERNEL_ARMS),
+    ):
         figures[f"mean_{key}"] = sum(run[key] for run in runs) / REPEATS
+    figures["min_klora_rank"] = min(run["klora_rank"] for run in runs)
     figures["min_snella_rank"] = min(run["snella_rank"] for run in runs)
     figures["max_lora_rank"] = max(run["lora_rank"] for run in runs)
-    rank_ok = figures["min_snella_rank"] > 2 * R and all(run["lora_rank"] == R for run in runs)
-    equal_params = all(run["lora_params"] == run["snella_factor_params"] for run in runs)
-    passed = rank_ok and equal_params and figures["mean_snella_acc"] >= figures["mean_lora_acc"]
+    figures["snella_minus_lora_points"] = 100 * (figures["mean_snella_acc"] - figures["mean_lora_acc"])
+    rank_ok = min(figures["min_klora_rank"], figures["min_snella_rank"]) > 2 * R and all(
+        run["lora_rank"] == R for run in runs
+    )
+    equal_params = all(
+        run["lora_params"] == run[f"{arm}_factor_params"] for run in runs for arm in KERNEL_ARMS
+    )
+    passed = (
+        rank_ok
+        and equal_params
+        and figures["mean_snella_acc"] >= figures["mean_lora_acc"] + MARGIN
+        and figures["mean_snella_acc"] >= figures["mean_snell_acc"]
+    )
     return ClaimResult(
         method="snella",
-        claim=f"rank(SNELLA update) > 2r = {2 * R} and rank(LoRA) = r; mean shifted accuracy SNELLA >= LoRA "
-        "at equal trainable factor parameters (SNELLA also trains 3 kernel scalars per layer; 3 seeds)",
+        claim=f"rank(KLoRA, SNELLA updates) > 2r = {2 * R}, rank(LoRA) = r; mean shifted accuracy SNELLA >= "
+        "LoRA + 1.8 points and >= SNELL (fixed 30% sparsity) at equal factor parameters, same lr grid",
         passed=bool(passed),
         figures=figures,
         seed=seed,
