@@ -1,20 +1,25 @@
 """Claim check for ``hyperfl``: HyperFL keeps FedAvg's accuracy while gradient inversion fails on it.
 
-Guo et al., "A New Federated Learning Framework Against Gradient Inversion Attacks" (2024), at small
-scale: scikit-learn digits (8x8) split over 10 clients, 3 classes each (non-IID); the same network for both
+Guo et al., "A New Federated Learning Framework Against Gradient Inversion Attacks" (AAAI 2025) report
+accuracy comparable to the FL baselines while Inverting Gradients recovers no recognisable data; the
+paper's digest fixes the small-scale margins (acc >= FedAvg - 3 points, PSNR gap >= 5 dB). Setting:
+scikit-learn digits (8x8) split over 10 clients, 3 classes each (non-IID); the same network for both
 runs, a small CNN extractor (conv 3x3 16 -> pool -> conv 3x3 32 -> pool -> fc 64, leaky ReLU) and a
 linear head. FedAvg shares all of it; HyperFL generates the extractor from a private 16-d embedding by a
 hypernetwork (hidden 64) and shares only the hypernetwork. Accuracy is the official code's: each client's
 model on test examples of its own classes, averaged over clients.
 
-Attack: the same Inverting-Gradients loop against both (cosine gradient distance + 1e-4 TV, signed Adam
-on the input in the [0, 1] box, lr 0.1 decayed x0.1 at 3/8, 5/8, 7/8 of the iterations), on a one-example
-gradient from client 0's training data, with the true label given to the attacker. Against FedAvg the
-attacker holds all the round-end global parameters and optimises the input alone. Against HyperFL it holds
-the hypernetwork only, so it also optimises a dummy embedding and a dummy head (plain Adam), as the
-paper's threat analysis has it: the client embedding and head are unknown.
+Attack: one Inverting-Gradients loop, at the budget of the library's
+:func:`~gradinfo.privacy.attacks.inverting_gradients` defaults (1000 iterations, 4 restarts, TV weight
+1e-2, cosine gradient distance, signed Adam on the input in the [0, 1] box, lr 0.1 decayed x0.1 at 3/8,
+5/8, 7/8 of the iterations, the restart of lowest objective kept), on a one-example gradient from client
+0's training data, the true label given. Against FedAvg the attacker holds all the round-end global
+parameters and optimises the input alone. Against HyperFL it holds the hypernetwork only, so the same loop
+also optimises a dummy embedding and a dummy head (plain Adam), as the paper's threat analysis has it.
+Positive control, in the same run: the loop recovers FedAvg's examples (mean PSNR >= 20 dB).
 
-Criterion: acc(HyperFL) >= acc(FedAvg) - 3 points, and mean PSNR(FedAvg) - mean PSNR(HyperFL) >= 5 dB.
+Criterion (every seed): acc(HyperFL) >= acc(FedAvg) - 3 points, mean PSNR(FedAvg) - mean PSNR(HyperFL)
+>= 5 dB, and mean PSNR(FedAvg) >= 20 dB.
 """
 
 from __future__ import annotations
@@ -37,7 +42,12 @@ from gradinfo.privacy.threat import share
 
 SLOW = True
 
-CLIENTS, ROUNDS, VICTIMS, ITERATIONS = 10, 15, 4, 300
+PAPER_EFFECT = (
+    "comparable accuracy, IG fails on HyperFL (AAAI 2025); digest: acc >= FedAvg - 3 pp, PSNR gap >= 5 dB"
+)
+CLIENTS, ROUNDS, VICTIMS = 10, 15, 4
+ITERATIONS, RESTARTS, TV = 1000, 4, 1e-2  # inverting_gradients' defaults
+BROKEN_DB = 20.0
 
 
 def _extractor(seed: int) -> nn.Sequential:
@@ -52,7 +62,19 @@ def _extractor(seed: int) -> nn.Sequential:
 def _invert(
     model: nn.Module, target: Grads, x_shape: tuple[int, ...], label: Tensor, unknown: Grads, seed: int
 ) -> Tensor:
-    """Inverting Gradients on ``target`` (gradients of its keys), also fitting the ``unknown`` params."""
+    """The best (lowest objective) of ``RESTARTS`` runs of :func:`_restart`, each with its own seed."""
+    runs = [_restart(model, target, x_shape, label, unknown, seed * RESTARTS + r) for r in range(RESTARTS)]
+    return min(runs, key=lambda run: run[0])[1]
+
+
+def _restart(
+    model: nn.Module, target: Grads, x_shape: tuple[int, ...], label: Tensor, unknown: Grads, seed: int
+) -> tuple[float, Tensor]:
+    """Inverting Gradients on ``target`` (gradients of its keys), also fitting the ``unknown`` params.
+
+    Returns:
+        The lowest objective reached and the input ``[1, C, H, W]`` that reached it.
+    """
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(x_shape, generator=gen).requires_grad_(True)  # [1, C, H, W]
     dummies = {n: v.clone().requires_grad_(True) for n, v in unknown.items()}
@@ -66,9 +88,7 @@ def _invert(
     for _ in range(ITERATIONS):
         ce = F.cross_entropy(functional_call(model, {**known, **dummies}, (x,)), label)
         grads = torch.autograd.grad(ce, list(shared.values()), create_graph=True)
-        loss = (
-            cosine_distance(dict(zip(shared, grads, strict=True)), target) + 1e-4 * total_variation(x).sum()
-        )
+        loss = cosine_distance(dict(zip(shared, grads, strict=True)), target) + TV * total_variation(x).sum()
         if float(loss.detach()) < best:
             best, best_x = float(loss.detach()), x.detach().clone()
         for o in (opt_x, opt_u):
@@ -83,7 +103,7 @@ def _invert(
             s.step()
         with torch.no_grad():
             x.clamp_(0.0, 1.0)
-    return best_x
+    return best, best_x
 
 
 def check(seed: int = 0) -> ClaimResult:
@@ -123,8 +143,9 @@ def check(seed: int = 0) -> ClaimResult:
     gap = sum(base_psnr) / VICTIMS - sum(ours_psnr) / VICTIMS
     return ClaimResult(
         method="hyperfl",
-        claim="acc(HyperFL) >= acc(FedAvg) - 3 points and PSNR(FedAvg) - PSNR(HyperFL) >= 5 dB",
-        passed=bool(acc_ours >= acc_base - 0.03 and gap >= 5.0),
+        claim="acc(HyperFL) >= acc(FedAvg) - 3 points, PSNR(FedAvg) - PSNR(HyperFL) >= 5 dB, "
+        "PSNR(FedAvg) >= 20 dB (the same attack breaks FedAvg)",
+        passed=bool(acc_ours >= acc_base - 0.03 and gap >= 5.0 and sum(base_psnr) / VICTIMS >= BROKEN_DB),
         figures={
             "accuracy_fedavg": acc_base,
             "accuracy_hyperfl": acc_ours,

@@ -1,8 +1,13 @@
 """Claim: the gradients of parameter-efficient fine-tuning reveal which tokens a client's batch holds.
 
 Zhang et al., "ReCIT: Reconstructing Full Private Data from Gradient in Parameter-Efficient Fine-Tuning of
-Large Language Models" (2025) extract the batch's tokens from PEFT gradients before completing private data.
-Here the reachable part, :func:`gradinfo.privacy.attacks.token_leak`, runs in three seeded settings, each on
+Large Language Models" (2025) extract the batch's tokens from PEFT gradients before completing private data,
+and report up to 10x higher PII recovery than gradient-inversion and memorisation attacks (abstract). That
+full attack is out of reach here (``token_leak`` is a component): it needs a pretrained LLM maliciously
+fine-tuned on "Personal Notes", a token filter the paper does not specify and a token-pairing stage. This
+checks the generic component the paper's digest defines in its place (a DAGER-style span check; pass:
+token-set precision and recall >= 0.9 at B = 1, with the decay over B reported).
+The reachable part, :func:`gradinfo.privacy.attacks.token_leak`, runs in three seeded settings, each on
 victim batches of B in {1, 2, 4, 8} distinct windows of the byte-level ``text`` corpus (the victims' train
 split; the warm-up step uses the test split):
 
@@ -36,6 +41,9 @@ from gradinfo.models import minilm, tiny_gpt2
 from gradinfo.privacy import share, token_precision_recall
 from gradinfo.privacy.attacks.token_leak import token_leak
 
+PAPER_EFFECT = (
+    "ReCIT: up to 10x PII recovery (abstract; out of reach); digest's component: P, R >= 0.9 at B=1"
+)
 CLAIM = "token precision and recall >= 0.9 at B=1 (LoRA span check on GPT-2 and MiniLM; embedding rows)"
 BATCHES = (1, 2, 4, 8)
 T = 16

@@ -214,6 +214,8 @@ def _check(model: object, update: object, tau: object, rank_tol: object, chunk: 
     summary="Recovers a batch's token set from embedding-gradient rows or a span check on LoRA-A gradients",
     claim="gradinfo.claims.token_leak:check",
     example="gradinfo.privacy.attacks.token_leak:CONFORMANCE",
+    missing="ReCIT's attack itself (malicious fine-tuning of a pretrained LLM on Personal Notes, its token "
+    "filter and token pairing rebuilding prefixes and PII); only the token-set leak is built",
 )
 def token_leak(
     model: nn.Module,
