@@ -1,18 +1,28 @@
-"""Claim (survey): gradient leakage falls as the batch size and the number of local steps grow.
+"""Claim: unrolling the client's K local steps beats the attacker who treats the K-step delta as one gradient.
 
 Guo et al., "Exploring the Vulnerabilities of Federated Learning: A Deep Dive into Gradient Inversion
-Attacks" (2025) list batch size and local steps among the factors that weaken optimisation attacks.
-Setting (seeded, fixed before running): an MLP 64-32-10 on 8x8 digits; one victim batch for every
-B in {1, 4, 8} (the first B of a seeded permutation) and every K in {1, 3, 5} local SGD steps at lr 0.5;
-:func:`local_steps_inversion` (Inverting Gradients at K = 1, the unrolled attack for K > 1; labels from
-label recovery), 100 iterations, 1 restart. PSNR per cell is the mean over the batch under the best
-one-to-one matching of recovered and true examples (the batch order is not recoverable).
+Attacks" (2025) list local steps among the factors that weaken optimisation attacks; Geiping et al.
+("Inverting Gradients", 2020, the multi-step FedAvg section) answer them by replaying the local steps on the
+dummy data. The merit of :func:`local_steps_inversion` is that replay: on a K-step update it must beat the
+naive attack, the same optimisation matching the delta as if it were one gradient (the update relabelled
+``kind="gradient", local_steps=1``: Inverting Gradients' objective), with the same iterations, restarts,
+step size, TV weight and label recovery.
 
-Pass: mean PSNR over K at B = 1 exceeds that at B = 8 by >= 3 dB, and mean PSNR over B at K = 1 exceeds
-that at K = 5 by >= 2 dB. The whole grid is reported.
+Setting (seeded, fixed before running): an MLP 64-32-10 on 8x8 digits (untrained: a first round);
+``VICTIMS`` single-example clients (the first of a seeded permutation), each running K = 5 full-batch SGD
+steps at lr 0.5 and sharing ``theta_0 - theta_5``; both attacks with 100 iterations, 1 restart. A broken
+unroll (one that returned one step's gradient, say) makes the two attacks the same and fails the check.
+
+Margin: neither the survey nor the digests quote a table comparing unrolled and naive attacks (Geiping et
+al. report reconstructions from multi-step updates, not a gap), so the margin is the 3 dB this suite
+asks of one attack beating another (the paper-2 digest's DIA-vs-IG margin); fixed before running.
+
+Pass: mean PSNR(unrolled) - mean PSNR(naive) >= 3 dB over the victims.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 import torch.nn.functional as F
@@ -25,10 +35,16 @@ from gradinfo.models import mlp
 from gradinfo.privacy import psnr, share
 from gradinfo.privacy.attacks.local_steps_inversion import local_steps_inversion
 
-SLOW = True  # a few minutes of CPU: nine attacks, the K = 5 ones unrolled
-CLAIM = "PSNR(B=1) - PSNR(B=8) >= 3 dB (mean over K) and PSNR(K=1) - PSNR(K=5) >= 2 dB (mean over B)"
-BATCHES = (1, 4, 8)
-STEPS = (1, 3, 5)
+SLOW = True  # ten attacks, five of them unrolled over five steps
+PAPER_EFFECT = (
+    "Geiping et al. 2020 (multi-step FedAvg section) invert K-step updates by replaying the steps; no "
+    "table quotes the gap to a one-gradient attacker, so the margin is this suite's 3 dB attack-beats-attack "
+    "margin (paper-2 digest)"
+)
+MARGIN_DB = 3.0
+CLAIM = f"PSNR(unrolled) - PSNR(delta matched as one gradient) >= {MARGIN_DB:g} dB (K=5, lr 0.5, B=1)"
+VICTIMS = 5
+STEPS = 5
 CLIENT_LR = 0.5
 ITERATIONS = 100
 
@@ -43,28 +59,32 @@ def matched_psnr(found: Tensor, true: Tensor) -> float:
 
 
 def check(seed: int = 0) -> ClaimResult:
+    """Unrolled vs naive inversion of ``VICTIMS`` K-step updates; see the module docstring."""
     data = load("digits", seed=seed)
     model = mlp(64, 10, hidden=(32,), seed=seed)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    grid: dict[tuple[int, int], float] = {}
-    for b in BATCHES:
-        x, y = data.x[order[:b]], data.y[order[:b]]  # [B, 1, 8, 8], [B]
-        for k in STEPS:
-            update = share(model, F.cross_entropy, x, y, local_steps=k, lr=CLIENT_LR, seed=seed)
+    scores: dict[str, list[float]] = {"unrolled": [], "naive": []}
+    for v in range(VICTIMS):
+        x, y = data.x[order[v : v + 1]], data.y[order[v : v + 1]]  # [1, 1, 8, 8], [1]
+        update = share(model, F.cross_entropy, x, y, local_steps=STEPS, lr=CLIENT_LR, seed=seed)
+        naive = dataclasses.replace(update, kind="gradient", local_steps=1)
+        for name, shared in (("unrolled", update), ("naive", naive)):
             rec = local_steps_inversion(
-                model, update, input_shape=(1, 8, 8), iterations=ITERATIONS, restarts=1, seed=seed
+                model, shared, input_shape=(1, 8, 8), iterations=ITERATIONS, restarts=1, seed=seed * 100 + v
             )
-            grid[b, k] = matched_psnr(rec.inputs, x)
-    by_b = {b: sum(grid[b, k] for k in STEPS) / len(STEPS) for b in BATCHES}
-    by_k = {k: sum(grid[b, k] for b in BATCHES) / len(BATCHES) for k in STEPS}
-    gap_b = by_b[BATCHES[0]] - by_b[BATCHES[-1]]
-    gap_k = by_k[STEPS[0]] - by_k[STEPS[-1]]
-    figures = {f"psnr_b{b}_k{k}_db": v for (b, k), v in grid.items()}
-    figures.update({"batch_gap_db": gap_b, "steps_gap_db": gap_k})
+            scores[name].append(matched_psnr(rec.inputs, x))
+    unrolled = sum(scores["unrolled"]) / VICTIMS
+    plain = sum(scores["naive"]) / VICTIMS
+    gap = unrolled - plain
     return ClaimResult(
         method="local_steps_inversion",
         claim=CLAIM,
-        passed=bool(gap_b >= 3 and gap_k >= 2),
-        figures=figures,
+        passed=bool(gap >= MARGIN_DB),
+        figures={
+            "psnr_unrolled_db": unrolled,
+            "psnr_naive_db": plain,
+            "min_psnr_unrolled_db": min(scores["unrolled"]),
+            "gap_db": gap,
+        },
         seed=seed,
     )

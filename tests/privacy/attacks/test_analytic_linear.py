@@ -156,3 +156,15 @@ def test_bad_arguments_raise_before_work() -> None:
     update = share(model, F.cross_entropy, public[:1].float(), torch.tensor([0]))
     with pytest.raises(ValueError, match="input_shape"):
         analytic_linear(model, update, input_shape=(1, 5, 5))
+
+
+def test_detect_imprint_flags_an_imprint_built_as_a_convolution() -> None:
+    # the same bins as imprint_model's, as a Conv2d whose kernel covers the image: one channel per bin
+    conv = nn.Conv2d(3, 8, kernel_size=(6, 6))
+    v = torch.randn(3, 6, 6, generator=torch.Generator().manual_seed(0))  # [3, 6, 6]
+    with torch.no_grad():
+        conv.weight.copy_(v.expand(8, 3, 6, 6))
+        conv.bias.copy_(-torch.arange(8.0))
+    found = detect_imprint(nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(8, 2)))
+    assert found.flagged and found.layers == ("0",) and found.group_sizes["0"] == 8
+    assert not detect_imprint(cnn(10, 3, 16, width=4, hidden=32, seed=0)).flagged

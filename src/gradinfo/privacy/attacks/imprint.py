@@ -173,8 +173,8 @@ class ImprintDetection:
 
     Attributes:
         flagged: whether some layer looks like an imprint (``bool(layers)``).
-        layers: names of the suspicious ``nn.Linear`` modules, in module order.
-        group_sizes: for every ``nn.Linear`` examined, the size of its largest collinear row group.
+        layers: names of the suspicious linear or convolution modules, in module order.
+        group_sizes: for every layer examined, the size of its largest collinear row group.
     """
 
     flagged: bool
@@ -185,10 +185,13 @@ class ImprintDetection:
 def detect_imprint(
     model: nn.Module, *, cos_threshold: float = 0.99, min_rows: int = 2, min_inputs: int = 16
 ) -> ImprintDetection:
-    """Flag ``nn.Linear`` layers with ``min_rows`` or more collinear weight rows, the mark of an imprint.
+    """Flag linear or convolution layers with ``min_rows`` or more collinear weight rows, an imprint's mark.
 
     An imprint (Fowl et al., "Robbing the Fed", 2022) needs several rows measuring one statistic, i.e.
-    rows identical up to scale. For independent random directions in ``n`` dimensions,
+    rows identical up to scale. It can as well be built as a convolution whose kernel covers the input
+    (each output channel one bin), so ``nn.Conv1d/2d/3d`` layers are examined too, one row per output
+    channel (``weight.flatten(1)``, ``in_channels / groups x kernel`` inputs). For independent random
+    directions in ``n`` dimensions,
     ``P(|cos| >= 0.99) ~ (1 - 0.99^2)^((n - 1) / 2)``: about 1e-6 per pair at ``n = 8`` and 1e-13 at
     ``n = 16`` (measured: among 64 random rows in 8 dimensions a pair this close shows up once in a
     thousand layers, in 16 never), and training briefly does not align rows. Layers with fewer than
@@ -196,7 +199,7 @@ def detect_imprint(
     collinear by chance.
 
     Args:
-        model: any ``nn.Module``; every ``nn.Linear`` in it is examined.
+        model: any ``nn.Module``; every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` in it is examined.
         cos_threshold: |cosine| above which two rows count as collinear, in (0, 1).
         min_rows: the group size that flags a layer, >= 2 (an imprint has at least 2 bins).
         min_inputs: layers with fewer input features are skipped, >= 2.
@@ -214,7 +217,9 @@ def detect_imprint(
     min_inputs = positive_int("min_inputs", min_inputs, minimum=2)
     sizes: dict[str, int] = {}
     for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and module.in_features >= min_inputs:
-            sizes[name] = int(collinear_rows(module.weight, cos_threshold).numel())
+        if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
+            rows = module.weight.flatten(1)  # [out, in] or [out_channels, in_channels / groups * kernel]
+            if rows.shape[1] >= min_inputs:
+                sizes[name] = int(collinear_rows(rows, cos_threshold).numel())
     layers = tuple(name for name, size in sizes.items() if size >= min_rows)
     return ImprintDetection(flagged=bool(layers), layers=layers, group_sizes=sizes)
